@@ -1,0 +1,1 @@
+"""SiliconCloud vision models for LangChain (adapter: see issue 3)."""

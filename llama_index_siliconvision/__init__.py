@@ -1,0 +1,1 @@
+"""SiliconCloud vision models for LlamaIndex (adapter: see issue 4)."""

@@ -1,0 +1,27 @@
+"""Shared fixtures: every test runs offline against LocalSiliconCloud on 127.0.0.1.
+
+The environment's SiliconCloud settings are removed for every test, so a
+developer's real key can never make a test talk to the real service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+ENV_VARS = ("SILICONFLOW_API_KEY", "SILICONCLOUD_API_KEY", "SILICONFLOW_BASE_URL")
+
+
+@pytest.fixture(autouse=True)
+def _no_real_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def emulator() -> Iterator[object]:
+    from siliconvision.testing import LocalSiliconCloud
+
+    with LocalSiliconCloud() as emu:
+        yield emu

@@ -1,0 +1,170 @@
+"""The model catalog and the documented image token rules."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from siliconvision import (
+    CATALOG,
+    client_target_size,
+    estimate_image_tokens,
+    get_model_spec,
+    known_model_ids,
+    register_model,
+    server_image_size,
+)
+from siliconvision.catalog import QWEN_RULE, ModelSpec
+
+FACTS = Path(__file__).resolve().parents[3] / "shared" / "siliconcloud-api.md"
+QWEN = "Qwen/Qwen2.5-VL-72B-Instruct"
+
+
+def _facts_model_ids() -> set[str]:
+    """Every model id the facts file names (expanding its {a,b} shorthand)."""
+    text = FACTS.read_text(encoding="utf-8")
+    section = text.split("## Models", 1)[1].split("## Extra request fields", 1)[0]
+    ids: set[str] = set()
+    for raw in re.findall(r"`([^`\s]+/[^`\s]+)`", section):
+        expansions = [raw]
+        while any("{" in e for e in expansions):
+            nxt = []
+            for e in expansions:
+                m = re.search(r"\{([^}]*)\}", e)
+                if not m:
+                    nxt.append(e)
+                    continue
+                for option in m.group(1).split(","):
+                    nxt.append(e[: m.start()] + option + e[m.end() :])
+            expansions = nxt
+        ids.update(expansions)
+    return ids
+
+
+@pytest.mark.skipif(not FACTS.exists(), reason="shared/ facts file not beside the checkout")
+def test_every_model_in_the_facts_file_is_catalogued() -> None:
+    wanted = _facts_model_ids()
+    # "THUDM/GLM-4.1V-9B-Thinking (and Pro/)" names the Pro variant in prose.
+    wanted.add("Pro/THUDM/GLM-4.1V-9B-Thinking")
+    assert len(wanted) >= 25
+    missing = sorted(wanted - set(CATALOG))
+    assert missing == []
+
+
+def test_capabilities_follow_the_facts() -> None:
+    assert get_model_spec("OpenGVLab/InternVL2-26B").image_order == "images_first"
+    assert get_model_spec(QWEN).image_order == "preserve"
+    assert get_model_spec("Qwen/Qwen3-VL-8B-Instruct").video
+    assert not get_model_spec(QWEN).video
+    assert get_model_spec("Qwen/Qwen3-VL-8B-Thinking").reasoning == "always"
+    assert get_model_spec("Qwen/QVQ-72B-Preview").reasoning == "always"
+    assert get_model_spec("THUDM/GLM-4.1V-9B-Thinking").reasoning == "always"
+    assert get_model_spec("zai-org/GLM-4.5V").reasoning == "optional"
+    assert not get_model_spec("TeleAI/TeleMM").accepts_image_urls
+    assert not get_model_spec("deepseek-ai/DeepSeek-OCR").honours_detail
+    assert get_model_spec("BAAI/bge-m3").kind == "embedding"
+    assert known_model_ids("embedding") == ["BAAI/bge-m3"]
+    for spec in CATALOG.values():
+        assert spec.source, spec.id
+        assert spec.context_window > 0
+
+
+def test_unknown_ids_get_safe_defaults_and_overrides() -> None:
+    spec = get_model_spec("acme/brand-new-vl")
+    assert not spec.known
+    assert spec.vision and spec.tools and spec.image_order == "preserve"
+    # We do not know what such a server keeps: never downsize.
+    assert client_target_size(8000, 6000, model=spec) is None
+    assert get_model_spec("acme/brand-new-vl", tools=False, context_window=4096).tools is False
+    with pytest.raises(ValueError, match="unknown ModelSpec field"):
+        get_model_spec(QWEN, colour="blue")
+    with pytest.raises(ValueError, match="non-empty model id"):
+        get_model_spec("")
+
+
+def test_register_model_overrides_catalog_entry() -> None:
+    try:
+        spec = register_model("acme/registered-vl", token_rule=QWEN_RULE, tools=False)
+        assert spec.known and get_model_spec("acme/registered-vl") == spec
+        assert client_target_size(4000, 3000, model="acme/registered-vl", detail="low") == (
+            448,
+            336,
+        )
+        replaced = register_model(ModelSpec(id="acme/registered-vl", video=True))
+        assert get_model_spec("acme/registered-vl").video and replaced.video
+    finally:
+        CATALOG.pop("acme/registered-vl", None)
+
+
+@pytest.mark.parametrize(
+    ("size", "kept", "tokens"),
+    [
+        ((224, 448), (224, 448), 128),
+        ((1024, 1024), (1036, 1036), 1369),
+        ((3172, 4096), (3136, 4060), 16_240),
+    ],
+)
+def test_qwen_worked_examples(size: tuple[int, int], kept: tuple[int, int], tokens: int) -> None:
+    width, height = size
+    assert server_image_size(width, height, model=QWEN) == kept
+    assert estimate_image_tokens(width, height, model=QWEN, detail="high") == tokens
+
+
+@pytest.mark.parametrize("detail", ["low", "auto"])
+def test_qwen_low_and_auto_are_256_tokens_at_448(detail: str) -> None:
+    assert estimate_image_tokens(4000, 3000, model=QWEN, detail=detail) == 256  # type: ignore[arg-type]
+    assert server_image_size(4000, 3000, model=QWEN, detail=detail) == (448, 448)  # type: ignore[arg-type]
+    assert client_target_size(4000, 3000, model=QWEN, detail=detail) == (448, 336)  # type: ignore[arg-type]
+
+
+def test_qwen_high_caps_at_the_pixel_limit_and_never_upscales() -> None:
+    assert client_target_size(6000, 4000, model=QWEN) == (4368, 2912)
+    w, h = client_target_size(6000, 4000, model=QWEN) or (0, 0)
+    assert w * h <= 3584 * 3584 and w % 28 == 0 and h % 28 == 0
+    assert client_target_size(1024, 1024, model=QWEN) is None  # server upsizes; we don't
+    assert client_target_size(20, 20, model=QWEN) is None
+    assert estimate_image_tokens(20, 20, model=QWEN) == 4  # scaled up to 56x56
+
+
+def test_glm_rule() -> None:
+    glm = "THUDM/GLM-4.1V-9B-Thinking"
+    assert estimate_image_tokens(800, 600, model=glm, detail="low") == 256
+    w, h = server_image_size(4000, 3000, model=glm) or (0, 0)
+    assert w * h <= 4_816_894 and w % 28 == 0 and h % 28 == 0
+    assert estimate_image_tokens(4000, 3000, model=glm) == (w // 28) * (h // 28)
+    w, h = server_image_size(50, 50, model=glm) or (0, 0)
+    assert w * h >= 12_544
+
+
+def test_deepseek_vl2_rule() -> None:
+    ds = "deepseek-ai/deepseek-vl2"
+    assert estimate_image_tokens(800, 600, model=ds, detail="low") == 421
+    assert estimate_image_tokens(384, 384, model=ds) == 421
+    # 2x2 tiles: (4+1)*196 + (2+1)*14 + 1
+    assert server_image_size(768, 768, model=ds) == (768, 768)
+    assert estimate_image_tokens(768, 768, model=ds) == 5 * 196 + 3 * 14 + 1
+    # a wide image: 3 tiles across, 1 down: (3+1)*196 + (3+1)*14 + 1
+    assert server_image_size(1152, 384, model=ds) == (1152, 384)
+    assert estimate_image_tokens(1152, 384, model=ds) == 4 * 196 + 4 * 14 + 1
+    # never more than 9 tiles
+    w, h = server_image_size(10_000, 10_000, model=ds) or (0, 0)
+    assert (w // 384) * (h // 384) <= 9
+    # more than two images: every image is one 384x384 tile, detail ignored
+    assert estimate_image_tokens(1152, 1152, model=ds, image_count=3) == 421
+    assert client_target_size(1152, 1152, model=ds, image_count=3) == (384, 384)
+    assert client_target_size(1152, 1152, model=ds, image_count=2) is None
+
+
+def test_internvl_tiles_guess() -> None:
+    iv = "OpenGVLab/InternVL2-26B"
+    assert estimate_image_tokens(448, 448, model=iv) == 256
+    assert estimate_image_tokens(896, 448, model=iv) == 3 * 256  # 2 tiles + thumbnail
+    assert estimate_image_tokens(5000, 5000, model=iv, detail="low") == 256
+    assert client_target_size(5000, 5000, model=iv, detail="low") == (448, 448)
+
+
+def test_sizes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        estimate_image_tokens(0, 10, model=QWEN)
