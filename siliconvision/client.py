@@ -1,0 +1,436 @@
+"""The framework-neutral client: SiliconCloud through the ``openai`` SDK.
+
+The SDK does HTTP, SSE, retries (429 and 5xx, with backoff) and time-outs; this
+module adds what is SiliconCloud's: configuration from the environment, message
+preparation (images, order, detail), request validation, error mapping, correct
+streamed usage, and an API key that never shows.
+
+Example:
+    >>> from pathlib import Path
+    >>> from siliconvision import SiliconVisionClient
+    >>> client = SiliconVisionClient(model="Qwen/Qwen2.5-VL-72B-Instruct")  # doctest: +SKIP
+    >>> client.ask([Path("cat.png")], "What animal is this?").content  # doctest: +SKIP
+    >>> for delta in client.stream([{"role": "user", "content": "Hi"}]):  # doctest: +SKIP
+    ...     print(delta.content or "", end="")
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import openai
+from pydantic import SecretStr
+
+from .catalog import Detail, ImageOrder, ModelSpec, get_model_spec
+from .content import Image, prepare_messages
+from .errors import TRACE_HEADER, SiliconVisionError, map_status_error
+from .images import DEFAULT_CACHE, ImageCache, is_data_uri, is_image_url
+from .wire import (
+    ChatResult,
+    StreamAccumulator,
+    StreamDelta,
+    build_chat_request,
+    parse_chat_completion,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_EMBEDDING_MODEL",
+    "DEFAULT_MODEL",
+    "AsyncChatStream",
+    "AsyncSiliconCloudOpenAI",
+    "ChatStream",
+    "MissingAPIKeyError",
+    "SiliconCloudOpenAI",
+    "SiliconVisionClient",
+    "resolve_api_key",
+    "resolve_base_url",
+]
+
+DEFAULT_BASE_URL = "https://api.siliconflow.cn/v1"
+DEFAULT_MODEL = "Qwen/Qwen2.5-VL-72B-Instruct"
+DEFAULT_EMBEDDING_MODEL = "BAAI/bge-m3"
+API_KEY_ENV_VARS = ("SILICONFLOW_API_KEY", "SILICONCLOUD_API_KEY")
+BASE_URL_ENV_VAR = "SILICONFLOW_BASE_URL"
+
+
+class MissingAPIKeyError(SiliconVisionError, openai.OpenAIError):
+    """No API key was given and none is in the environment."""
+
+
+def resolve_api_key(explicit: str | SecretStr | None = None) -> SecretStr | None:
+    """``explicit``, else ``SILICONFLOW_API_KEY``, else ``SILICONCLOUD_API_KEY``."""
+    if isinstance(explicit, SecretStr):
+        return explicit if explicit.get_secret_value() else None
+    if explicit:
+        return SecretStr(explicit)
+    for name in API_KEY_ENV_VARS:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return SecretStr(value)
+    return None
+
+
+def resolve_base_url(explicit: str | None = None) -> str:
+    """``explicit``, else ``SILICONFLOW_BASE_URL``, else the China endpoint."""
+    return (explicit or os.environ.get(BASE_URL_ENV_VAR, "").strip() or DEFAULT_BASE_URL).rstrip(
+        "/"
+    )
+
+
+class SiliconCloudOpenAI(openai.OpenAI):
+    """``openai.OpenAI`` whose HTTP errors are SiliconCloud's (still ``openai`` subclasses)."""
+
+    def _make_status_error(self, err_msg: str, *, body: object, response: Any) -> Any:
+        return map_status_error(response, body)
+
+    def __repr__(self) -> str:
+        return f"SiliconCloudOpenAI(base_url={str(self.base_url)!r}, api_key='**********')"
+
+
+class AsyncSiliconCloudOpenAI(openai.AsyncOpenAI):
+    """``openai.AsyncOpenAI`` whose HTTP errors are SiliconCloud's."""
+
+    def _make_status_error(self, err_msg: str, *, body: object, response: Any) -> Any:
+        return map_status_error(response, body)
+
+    def __repr__(self) -> str:
+        return f"AsyncSiliconCloudOpenAI(base_url={str(self.base_url)!r}, api_key='**********')"
+
+
+def _is_ours(exc: BaseException) -> bool:
+    return isinstance(exc, (SiliconVisionError, openai.APIStatusError))
+
+
+class ChatStream:
+    """A streamed answer: iterate for :class:`StreamDelta`; then :meth:`result`.
+
+    Raises :class:`~siliconvision.IncompleteStreamError` (with the partial text) when
+    the stream breaks or ends without its final chunk. Closing it (or leaving a
+    ``with`` block) closes the HTTP response.
+
+    >>> with client.stream(messages) as stream:  # doctest: +SKIP
+    ...     for delta in stream:
+    ...         print(delta.content or "", end="")
+    ...     print(stream.result().usage)
+    """
+
+    def __init__(self, sdk_stream: Any, *, trace_id: str | None) -> None:
+        self._sdk_stream = sdk_stream
+        self.accumulator = StreamAccumulator()
+        self.trace_id = trace_id
+
+    def __iter__(self) -> Iterator[StreamDelta]:
+        accumulator = self.accumulator
+        try:
+            for chunk in self._sdk_stream:
+                yield accumulator.add(chunk)
+        except Exception as exc:
+            if _is_ours(exc):
+                raise
+            raise accumulator.incomplete_error(f"broke ({type(exc).__name__}: {exc})") from exc
+        finally:
+            self.close()
+        if not accumulator.complete:
+            raise accumulator.incomplete_error("ended")
+
+    def result(self) -> ChatResult:
+        return self.accumulator.result().with_trace_id(self.trace_id)
+
+    def close(self) -> None:
+        self._sdk_stream.close()
+
+    def __enter__(self) -> ChatStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncChatStream:
+    """The async twin of :class:`ChatStream` (``async for`` / ``async with``)."""
+
+    def __init__(self, sdk_stream: Any, *, trace_id: str | None) -> None:
+        self._sdk_stream = sdk_stream
+        self.accumulator = StreamAccumulator()
+        self.trace_id = trace_id
+
+    async def __aiter__(self) -> AsyncIterator[StreamDelta]:
+        accumulator = self.accumulator
+        try:
+            async for chunk in self._sdk_stream:
+                yield accumulator.add(chunk)
+        except Exception as exc:
+            if _is_ours(exc):
+                raise
+            raise accumulator.incomplete_error(f"broke ({type(exc).__name__}: {exc})") from exc
+        finally:
+            await self.aclose()
+        if not accumulator.complete:
+            raise accumulator.incomplete_error("ended")
+
+    def result(self) -> ChatResult:
+        return self.accumulator.result().with_trace_id(self.trace_id)
+
+    async def aclose(self) -> None:
+        await self._sdk_stream.close()
+
+    async def __aenter__(self) -> AsyncChatStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _image_item(image: Any) -> Any:
+    """In :meth:`SiliconVisionClient.ask`, a ``str`` is a path or a URL, not text."""
+    if isinstance(image, str):
+        if is_image_url(image) or is_data_uri(image):
+            return {"type": "image_url", "image_url": {"url": image}}
+        return Path(image)
+    return image
+
+
+class SiliconVisionClient:
+    """SiliconCloud's vision models through the ``openai`` SDK, done right.
+
+    Configuration: ``api_key`` (else ``SILICONFLOW_API_KEY``/``SILICONCLOUD_API_KEY``),
+    ``base_url`` (else ``SILICONFLOW_BASE_URL``, else the China endpoint), the
+    default ``model``, ``detail`` and ``image_order``, ``timeout`` and
+    ``max_retries`` (the SDK retries 429 and 5xx with exponential backoff),
+    ``fetch_urls`` (download URL images client-side; off by default).
+
+    >>> client = SiliconVisionClient(model="OpenGVLab/InternVL2-26B", detail="low")
+    >>> client.ask(["shelf.jpg", "https://example.com/bill.png"], "Total?")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | SecretStr | None = None,
+        base_url: str | None = None,
+        model: str = DEFAULT_MODEL,
+        detail: Detail | None = None,
+        image_order: ImageOrder = "auto",
+        timeout: float | None = 60.0,
+        max_retries: int = 2,
+        fetch_urls: bool = False,
+        image_cache: ImageCache | None = DEFAULT_CACHE,
+        default_headers: Mapping[str, str] | None = None,
+        http_client: Any = None,
+        http_async_client: Any = None,
+    ) -> None:
+        self._api_key = resolve_api_key(api_key)
+        self.base_url = resolve_base_url(base_url)
+        self.model = model
+        self.detail = detail
+        self.image_order: ImageOrder = image_order
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.fetch_urls = fetch_urls
+        self.image_cache = image_cache
+        self._default_headers = dict(default_headers or {})
+        self._http_client = http_client
+        self._http_async_client = http_async_client
+        self._sync: SiliconCloudOpenAI | None = None
+        self._async: AsyncSiliconCloudOpenAI | None = None
+        self._lock = threading.Lock()
+        # Fail early on bad defaults rather than on the first request.
+        prepare_messages(
+            [{"role": "user", "content": "x"}],
+            model=model,
+            image_order=image_order,
+            default_detail=detail,
+        )
+
+    def __repr__(self) -> str:
+        key = "'**********'" if self._api_key else "None"
+        return (
+            f"SiliconVisionClient(model={self.model!r}, base_url={self.base_url!r}, "
+            f"api_key={key}, detail={self.detail!r}, image_order={self.image_order!r})"
+        )
+
+    @property
+    def api_key(self) -> SecretStr | None:
+        """The key as a ``SecretStr`` (prints as ``**********``)."""
+        return self._api_key
+
+    def _require_key(self) -> str:
+        if self._api_key is None:
+            raise MissingAPIKeyError(
+                "no SiliconCloud API key: pass api_key=... or set SILICONFLOW_API_KEY "
+                "(or SILICONCLOUD_API_KEY); for offline use, start "
+                "siliconvision.testing.LocalSiliconCloud and pass its base_url and api_key"
+            )
+        return self._api_key.get_secret_value()
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "api_key": self._require_key(),
+            "base_url": self.base_url,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+        }
+        if self._default_headers:
+            kwargs["default_headers"] = self._default_headers
+        return kwargs
+
+    @property
+    def openai(self) -> SiliconCloudOpenAI:
+        """The underlying sync SDK client (created on first use)."""
+        if self._sync is None:
+            with self._lock:
+                if self._sync is None:
+                    kwargs = self._client_kwargs()
+                    if self._http_client is not None:
+                        kwargs["http_client"] = self._http_client
+                    self._sync = SiliconCloudOpenAI(**kwargs)
+        return self._sync
+
+    @property
+    def async_openai(self) -> AsyncSiliconCloudOpenAI:
+        """The underlying async SDK client (created on first use)."""
+        if self._async is None:
+            with self._lock:
+                if self._async is None:
+                    kwargs = self._client_kwargs()
+                    if self._http_async_client is not None:
+                        kwargs["http_client"] = self._http_async_client
+                    self._async = AsyncSiliconCloudOpenAI(**kwargs)
+        return self._async
+
+    def spec(self, model: str | None = None) -> ModelSpec:
+        """The catalog entry for ``model`` (default: this client's model)."""
+        return get_model_spec(model or self.model)
+
+    def prepare_messages(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        model: str | None = None,
+        detail: Detail | None = None,
+        image_order: ImageOrder | None = None,
+    ) -> list[dict[str, Any]]:
+        """Messages made ready for the wire with this client's defaults."""
+        return prepare_messages(
+            messages,
+            model=model or self.model,
+            image_order=image_order or self.image_order,
+            detail=detail,
+            default_detail=self.detail,
+            fetch_urls=self.fetch_urls,
+            cache=self.image_cache,
+        )
+
+    def build_request(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        model: str | None = None,
+        stream: bool = False,
+        detail: Detail | None = None,
+        image_order: ImageOrder | None = None,
+        **params: Any,
+    ) -> dict[str, Any]:
+        """The validated ``chat.completions.create`` keyword arguments (nothing is sent)."""
+        model = model or self.model
+        prepared = self.prepare_messages(
+            messages, model=model, detail=detail, image_order=image_order
+        )
+        return build_chat_request(prepared, model=model, stream=stream, **params)
+
+    def chat(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> ChatResult:
+        """One answer. ``options``: ``model``, ``detail``, ``image_order``, request params."""
+        request = self.build_request(messages, **options)
+        raw = self.openai.chat.completions.with_raw_response.create(**request)
+        return parse_chat_completion(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER))
+
+    async def achat(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> ChatResult:
+        """Async :meth:`chat`."""
+        request = self.build_request(messages, **options)
+        raw = await self.async_openai.chat.completions.with_raw_response.create(**request)
+        return parse_chat_completion(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER))
+
+    def stream(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> ChatStream:
+        """A streamed answer (see :class:`ChatStream`)."""
+        request = self.build_request(messages, stream=True, **options)
+        raw = self.openai.chat.completions.with_raw_response.create(**request)
+        return ChatStream(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER))
+
+    async def astream(
+        self, messages: Sequence[Mapping[str, Any]], **options: Any
+    ) -> AsyncChatStream:
+        """A streamed answer, async (see :class:`AsyncChatStream`)."""
+        request = self.build_request(messages, stream=True, **options)
+        raw = await self.async_openai.chat.completions.with_raw_response.create(**request)
+        return AsyncChatStream(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER))
+
+    def ask_messages(self, images: Sequence[Any] | Any, question: str) -> list[dict[str, Any]]:
+        """One user message: ``images`` then ``question``. Here a ``str`` image is a path
+        or an http(s)/data URL, never text."""
+        if isinstance(images, (str, bytes, Path, Image)) or not isinstance(images, Sequence):
+            images = [images]
+        return [{"role": "user", "content": [*(_image_item(image) for image in images), question]}]
+
+    def ask(self, images: Sequence[Any] | Any, question: str, **options: Any) -> ChatResult:
+        """Ask one question about one or more images (``options`` as for :meth:`chat`)."""
+        return self.chat(self.ask_messages(images, question), **options)
+
+    def embed(
+        self, texts: Sequence[str], *, model: str = DEFAULT_EMBEDDING_MODEL
+    ) -> list[list[float]]:
+        """Embeddings for ``texts`` (``POST /v1/embeddings``, e.g. ``BAAI/bge-m3``)."""
+        texts = _check_texts(texts)
+        response = self.openai.embeddings.create(model=model, input=texts)
+        return [list(item.embedding) for item in sorted(response.data, key=lambda d: d.index)]
+
+    async def aembed(
+        self, texts: Sequence[str], *, model: str = DEFAULT_EMBEDDING_MODEL
+    ) -> list[list[float]]:
+        """Async :meth:`embed`."""
+        texts = _check_texts(texts)
+        response = await self.async_openai.embeddings.create(model=model, input=texts)
+        return [list(item.embedding) for item in sorted(response.data, key=lambda d: d.index)]
+
+    def list_models(self, *, sub_type: str | None = "chat") -> list[str]:
+        """Model ids the server lists (it carries no capabilities: see the catalog)."""
+        query = {"type": "text", "sub_type": sub_type} if sub_type else None
+        page = self.openai.models.list(extra_query=query)
+        return [model.id for model in page.data]
+
+    def close(self) -> None:
+        """Close the sync HTTP client (the async one: :meth:`aclose`)."""
+        if self._sync is not None:
+            self._sync.close()
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async.close()
+
+    def __enter__(self) -> SiliconVisionClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> SiliconVisionClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError("SiliconVisionClient holds a secret and open connections; not picklable")
+
+
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    if not texts or not all(isinstance(t, str) and t for t in texts):
+        raise SiliconVisionError("embed() takes a non-empty list of non-empty strings")
+    return texts

@@ -1,0 +1,442 @@
+"""Ordered content parts and chat messages, ready for SiliconCloud's wire.
+
+:func:`build_content` turns a sequence of items (text, images in any form, videos,
+OpenAI-style part dicts) into the ordered ``content`` list of one user message;
+:func:`prepare_messages` does it for a whole conversation, including the parts the
+wire cannot carry where they were put (images returned by tools move into a
+following user message). Both raise :class:`ContentError` /
+:class:`ImageInputError` before anything is sent; nothing is dropped silently.
+
+Example:
+    >>> build_content(
+    ...     ["Compare these:", Image("a.png", detail="low"), Path("b.jpg")],
+    ...     model="OpenGVLab/InternVL2-26B",
+    ... )  # doctest: +SKIP
+    [{'type': 'image_url', ...}, {'type': 'image_url', ...}, {'type': 'text', ...}]
+
+``image_order``: ``"auto"`` asks the catalog (images before text for InternVL),
+``"images_first"`` always moves images and videos before text, ``"preserve"`` keeps
+the caller's order. Images always keep their order among themselves.
+
+``detail`` is resolved per image: the image's own, else the call's, else the
+instance default, else the catalog default for the model; it is always written
+explicitly on the wire.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeAlias, cast
+
+from PIL import Image as PILImage
+
+from .catalog import DETAILS, IMAGE_ORDERS, Detail, ImageOrder, ModelSpec, get_model_spec
+from .errors import ContentError
+from .images import DEFAULT_CACHE, ImageCache, ImageSource, is_image_url, prepare_image
+
+__all__ = [
+    "ContentItem",
+    "Image",
+    "Video",
+    "build_content",
+    "count_images",
+    "prepare_messages",
+    "resolve_detail",
+]
+
+_MEDIA_TYPES = ("image_url", "video_url")
+_VIDEO_MIME = {".mp4": "video/mp4", ".webm": "video/webm", ".mov": "video/quicktime"}
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image with its own ``detail`` (which wins over every other setting).
+
+    >>> Image("photo.jpg", detail="low")  # doctest: +SKIP
+    """
+
+    source: ImageSource
+    detail: Detail | None = None
+
+
+@dataclass(frozen=True)
+class Video:
+    """A video for models that take video (Qwen3-VL, Qwen3-Omni).
+
+    ``source`` is an http(s) URL, a ``data:video/...`` URI or a local file path.
+    Frames sent = min(fps x seconds, max_frames); clips of 30 s or less are advised.
+
+    >>> Video("https://example.com/clip.mp4", max_frames=16, fps=1.0)
+    Video(source='https://example.com/clip.mp4', detail=None, max_frames=16, fps=1.0)
+    """
+
+    source: str | os.PathLike[str]
+    detail: Detail | None = None
+    max_frames: int | None = None
+    fps: float | None = None
+
+
+ContentItem: TypeAlias = "str | Image | Video | os.PathLike[str] | bytes | bytearray | PILImage.Image | Mapping[str, Any]"  # noqa: E501
+
+
+def resolve_detail(
+    *candidates: Detail | str | None, spec: ModelSpec, where: str = "detail"
+) -> Detail:
+    """The first non-``None`` of ``candidates`` (most specific first), else the catalog's.
+
+    >>> resolve_detail(None, "low", None, spec=get_model_spec("Qwen/Qwen2.5-VL-72B-Instruct"))
+    'low'
+    """
+    for value in candidates:
+        if value is None:
+            continue
+        if value not in DETAILS:
+            raise ContentError(f"{where} must be one of {list(DETAILS)}, got {value!r}")
+        return value
+    return spec.default_detail
+
+
+def _check_image_order(image_order: str) -> None:
+    if image_order not in IMAGE_ORDERS:
+        raise ContentError(f"image_order must be one of {list(IMAGE_ORDERS)}, got {image_order!r}")
+
+
+def _is_media_item(item: object) -> bool:
+    if isinstance(item, (Image, Video, bytes, bytearray, memoryview, PILImage.Image)):
+        return True
+    if isinstance(item, os.PathLike):
+        return True
+    if isinstance(item, Mapping):
+        return item.get("type") in _MEDIA_TYPES
+    return False
+
+
+def _is_image_item(item: object) -> bool:
+    if isinstance(item, Mapping):
+        return item.get("type") == "image_url"
+    return _is_media_item(item) and not isinstance(item, Video)
+
+
+def count_images(items: Iterable[object]) -> int:
+    """How many of ``items`` are images (the count some token rules depend on)."""
+    return sum(1 for item in items if _is_image_item(item))
+
+
+def _text_part(text: object, where: str) -> dict[str, Any]:
+    if not isinstance(text, str):
+        raise ContentError(f"{where}: text must be a string, got {type(text).__name__}")
+    return {"type": "text", "text": text}
+
+
+def _image_url_fields(part: Mapping[str, Any], where: str) -> tuple[str, str | None]:
+    image_url = part.get("image_url")
+    if isinstance(image_url, str):
+        return image_url, None
+    if isinstance(image_url, Mapping) and isinstance(image_url.get("url"), str):
+        return image_url["url"], image_url.get("detail")
+    raise ContentError(
+        f"{where}: image_url part needs image_url.url as a string, got {image_url!r}"
+    )
+
+
+def _video_part(video: Video, *, spec: ModelSpec, detail: Detail, where: str) -> dict[str, Any]:
+    if not spec.video:
+        raise ContentError(
+            f"{where}: model {spec.id!r} does not take video; use a video model such as "
+            "'Qwen/Qwen3-VL-8B-Instruct' or override with get_model_spec(..., video=True)"
+        )
+    source = video.source
+    if isinstance(source, str) and (is_image_url(source) or source.startswith("data:video/")):
+        url = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ContentError(f"{where}: video file {str(path)!r} does not exist")
+        mime = _VIDEO_MIME.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
+        if not mime or not mime.startswith("video/"):
+            raise ContentError(f"{where}: {path.name!r} is not a known video type (mp4, webm, mov)")
+        url = f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+    body: dict[str, Any] = {"url": url, "detail": detail}
+    if video.max_frames is not None:
+        body["max_frames"] = video.max_frames
+    if video.fps is not None:
+        body["fps"] = video.fps
+    return {"type": "video_url", "video_url": body}
+
+
+def _video_from_part(part: Mapping[str, Any], where: str) -> Video:
+    video_url = part.get("video_url")
+    if not isinstance(video_url, Mapping) or not isinstance(video_url.get("url"), str):
+        raise ContentError(f"{where}: video_url part needs video_url.url as a string")
+    return Video(
+        source=video_url["url"],
+        detail=video_url.get("detail"),
+        max_frames=video_url.get("max_frames"),
+        fps=video_url.get("fps"),
+    )
+
+
+@dataclass(frozen=True)
+class _Settings:
+    spec: ModelSpec
+    detail: Detail | None
+    default_detail: Detail | None
+    image_count: int
+    fetch_urls: bool
+    cache: ImageCache | None
+
+
+def _image_part(
+    source: ImageSource, own_detail: str | None, settings: _Settings, where: str
+) -> dict[str, Any]:
+    spec = settings.spec
+    if not spec.vision:
+        raise ContentError(
+            f"{where}: model {spec.id!r} does not take images; use a vision model "
+            "(see `siliconvision models`) or override with get_model_spec(..., vision=True)"
+        )
+    detail = resolve_detail(
+        own_detail, settings.detail, settings.default_detail, spec=spec, where=f"{where} detail"
+    )
+    return prepare_image(
+        source,
+        model=spec,
+        detail=detail,
+        image_count=settings.image_count,
+        fetch_urls=settings.fetch_urls,
+        cache=settings.cache,
+    ).to_part()
+
+
+def _convert_item(item: object, settings: _Settings, where: str) -> dict[str, Any]:
+    if isinstance(item, str):
+        return _text_part(item, where)
+    if isinstance(item, Image):
+        return _image_part(item.source, item.detail, settings, where)
+    if isinstance(item, Video):
+        detail = resolve_detail(
+            item.detail, settings.detail, settings.default_detail, spec=settings.spec
+        )
+        return _video_part(item, spec=settings.spec, detail=detail, where=where)
+    if isinstance(item, Mapping):
+        kind = item.get("type")
+        if kind == "text":
+            return _text_part(item.get("text"), where)
+        if kind == "image_url":
+            url, own_detail = _image_url_fields(item, where)
+            return _image_part(url, own_detail, settings, where)
+        if kind == "video_url":
+            return _convert_item(_video_from_part(item, where), settings, where)
+        raise ContentError(
+            f"{where}: content part type {kind!r} is not supported by SiliconCloud chat "
+            "(supported: text, image_url, video_url)"
+        )
+    if isinstance(item, (bytes, bytearray, memoryview, PILImage.Image, os.PathLike)):
+        return _image_part(cast(ImageSource, item), None, settings, where)
+    raise ContentError(
+        f"{where}: cannot send an item of type {type(item).__name__}; pass text (str), "
+        "an image (Path, bytes, PIL image, siliconvision.Image) or a part dict"
+    )
+
+
+def _order_parts(parts: list[dict[str, Any]], image_order: str, spec: ModelSpec) -> None:
+    order = spec.image_order if image_order == "auto" else image_order
+    if order == "images_first":
+        parts.sort(key=lambda part: 0 if part["type"] in _MEDIA_TYPES else 1)  # stable
+
+
+def build_content(
+    items: Iterable[ContentItem] | ContentItem,
+    *,
+    model: str | ModelSpec,
+    image_order: ImageOrder = "auto",
+    detail: Detail | None = None,
+    default_detail: Detail | None = None,
+    image_count: int | None = None,
+    fetch_urls: bool = False,
+    cache: ImageCache | None = DEFAULT_CACHE,
+) -> list[dict[str, Any]]:
+    """The ordered ``content`` parts of one user message.
+
+    ``items``: text (``str``), images (``Path``, ``bytes``, ``PIL.Image``,
+    :class:`Image`, or ``{"type":"image_url",...}`` dicts: data URIs are downsized,
+    http(s) URLs pass through), :class:`Video`, ``{"type":"text"|"video_url"}``
+    dicts. A plain ``str`` is always text: wrap paths in ``Path`` or :class:`Image`.
+    ``image_count`` (default: the images in ``items``) is the number of images in
+    the whole request, which some servers' sizing depends on.
+    """
+    _check_image_order(image_order)
+    spec = get_model_spec(model)
+    single = (str, Mapping, Image, Video, bytes, bytearray, PILImage.Image, os.PathLike)
+    if isinstance(items, single):
+        items = [items]
+    item_list = list(cast(Iterable[object], items))
+    settings = _Settings(
+        spec=spec,
+        detail=resolve_detail(detail, spec=spec) if detail is not None else None,
+        default_detail=(
+            resolve_detail(default_detail, spec=spec, where="default_detail")
+            if default_detail is not None
+            else None
+        ),
+        image_count=image_count if image_count is not None else count_images(item_list),
+        fetch_urls=fetch_urls,
+        cache=cache,
+    )
+    parts = [_convert_item(item, settings, f"content item {i}") for i, item in enumerate(item_list)]
+    _order_parts(parts, image_order, spec)
+    return parts
+
+
+def _text_only(content: object, where: str) -> str | list[dict[str, Any]]:
+    """System/assistant content: text only on this wire."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not isinstance(content, Sequence):
+        raise ContentError(f"{where}: content must be a string or a list of parts")
+    texts: list[str] = []
+    for i, part in enumerate(content):
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, Mapping) and part.get("type") == "text":
+            texts.append(_text_part(part.get("text"), f"{where} part {i}")["text"])
+        else:
+            kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
+            raise ContentError(
+                f"{where} part {i}: {kind!r} cannot be sent in this role; SiliconCloud takes "
+                "images and video only in user (and tool-result) messages"
+            )
+    return "".join(texts)
+
+
+def _content_items(content: object, where: str) -> list[Any]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, Sequence) and not isinstance(content, (bytes, bytearray)):
+        return list(content)
+    return [content]
+
+
+def _count_request_images(messages: Sequence[Mapping[str, Any]]) -> int:
+    total = 0
+    for message in messages:
+        if isinstance(message, Mapping) and message.get("role") in ("user", "tool"):
+            content = message.get("content")
+            if not isinstance(content, str):
+                total += count_images(_content_items(content, ""))
+    return total
+
+
+def prepare_messages(
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    model: str | ModelSpec,
+    image_order: ImageOrder = "auto",
+    detail: Detail | None = None,
+    default_detail: Detail | None = None,
+    fetch_urls: bool = False,
+    cache: ImageCache | None = DEFAULT_CACHE,
+) -> list[dict[str, Any]]:
+    """A conversation in OpenAI chat format, made ready for SiliconCloud.
+
+    - user content lists go through :func:`build_content` (images encoded and
+      downsized, ``detail`` explicit, ``image_order`` applied);
+    - a ``tool`` message may carry images, but the wire allows only text there:
+      its text stays, and its images move into a user message inserted right
+      after the run of consecutive tool messages (keeping their order);
+    - system and assistant messages take text only (images there raise);
+    - ``developer`` is sent as ``system`` (SiliconCloud has no developer role).
+
+    >>> prepare_messages(
+    ...     [{"role": "user", "content": ["What is this?", Path("cat.png")]}],
+    ...     model="Qwen/Qwen2.5-VL-72B-Instruct",
+    ... )  # doctest: +SKIP
+    """
+    _check_image_order(image_order)
+    spec = get_model_spec(model)
+    if isinstance(messages, (str, Mapping)) or not isinstance(messages, Sequence):
+        raise ContentError("messages must be a list of {'role': ..., 'content': ...} dicts")
+    common: dict[str, Any] = {
+        "model": spec,
+        "image_order": image_order,
+        "detail": detail,
+        "default_detail": default_detail,
+        "image_count": _count_request_images(messages),
+        "fetch_urls": fetch_urls,
+        "cache": cache,
+    }
+    prepared: list[dict[str, Any]] = []
+    pending_tool_media: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        where = f"message {index}"
+        if not isinstance(message, Mapping):
+            raise ContentError(f"{where}: must be a dict with 'role' and 'content'")
+        role = message.get("role")
+        if role != "tool" and pending_tool_media:
+            prepared.append(_tool_media_message(pending_tool_media, spec, image_order))
+            pending_tool_media = []
+        out = {k: v for k, v in message.items() if v is not None or k == "content"}
+        if role == "user":
+            content = message.get("content")
+            if not isinstance(content, str):
+                parts = build_content(_content_items(content, where), **common)
+                if not parts:
+                    raise ContentError(f"{where}: user message has no content")
+                out["content"] = parts
+        elif role in ("system", "developer"):
+            out["role"] = "system"
+            out["content"] = _text_only(message.get("content"), f"{where} ({role})")
+        elif role == "assistant":
+            out["content"] = _text_only(message.get("content"), f"{where} (assistant)")
+            if not out["content"] and message.get("tool_calls"):
+                out["content"] = None
+        elif role == "tool":
+            if not message.get("tool_call_id"):
+                raise ContentError(f"{where}: a tool message needs 'tool_call_id'")
+            out["content"], media = _split_tool_content(message.get("content"), common, where)
+            if media:
+                pending_tool_media.append({"tool_call_id": message["tool_call_id"], "parts": media})
+        else:
+            raise ContentError(
+                f"{where}: unknown role {role!r} (expected system, user, assistant or tool)"
+            )
+        prepared.append(out)
+    if pending_tool_media:
+        prepared.append(_tool_media_message(pending_tool_media, spec, image_order))
+    return prepared
+
+
+def _split_tool_content(
+    content: object, common: Mapping[str, Any], where: str
+) -> tuple[str, list[dict[str, Any]]]:
+    if content is None or isinstance(content, str):
+        return content or "", []
+    items = _content_items(content, where)
+    parts = build_content(items, **{**common, "image_order": "preserve"})
+    texts = [part["text"] for part in parts if part["type"] == "text"]
+    media = [part for part in parts if part["type"] != "text"]
+    text = "\n".join(texts)
+    if media:
+        note = f"[{len(media)} image(s) returned by this tool follow in the next user message]"
+        text = f"{text}\n{note}" if text else note
+    return text, media
+
+
+def _tool_media_message(
+    pending: list[dict[str, Any]], spec: ModelSpec, image_order: str
+) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = []
+    for entry in pending:
+        parts.append(
+            {"type": "text", "text": f"Images returned by tool call {entry['tool_call_id']}:"}
+        )
+        parts.extend(entry["parts"])
+    _order_parts(parts, image_order, spec)
+    return {"role": "user", "content": parts}
