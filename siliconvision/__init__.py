@@ -49,6 +49,11 @@ _EXPORTS: dict[str, str] = {
     "Usage": "wire",
     "MissingAPIKeyError": "client",
     "SiliconVisionClient": "client",
+    # captioning batches
+    "CaptionRecord": "captions",
+    "acaption_images": "captions",
+    "caption_images": "captions",
+    "iter_image_files": "captions",
     # errors
     "ContentError": "errors",
     "ImageInputError": "errors",
@@ -80,6 +85,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from .captions import CaptionRecord, acaption_images, caption_images, iter_image_files
     from .catalog import (
         CATALOG,
         ModelSpec,

@@ -16,8 +16,10 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -237,7 +239,10 @@ class SiliconVisionClient:
         self._http_client = http_client
         self._http_async_client = http_async_client
         self._sync: SiliconCloudOpenAI | None = None
-        self._async: AsyncSiliconCloudOpenAI | None = None
+        # One async SDK client per event loop: an httpx async client is bound to the
+        # loop it first ran on, and LangChain/LlamaIndex callers often run several loops.
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncSiliconCloudOpenAI]
+        self._async = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         # Fail early on bad defaults rather than on the first request.
         prepare_messages(
@@ -293,15 +298,18 @@ class SiliconVisionClient:
 
     @property
     def async_openai(self) -> AsyncSiliconCloudOpenAI:
-        """The underlying async SDK client (created on first use)."""
-        if self._async is None:
+        """The async SDK client of the running event loop (created on first use there)."""
+        loop = asyncio.get_running_loop()
+        client = self._async.get(loop)
+        if client is None:
             with self._lock:
-                if self._async is None:
+                client = self._async.get(loop)
+                if client is None:
                     kwargs = self._client_kwargs()
                     if self._http_async_client is not None:
                         kwargs["http_client"] = self._http_async_client
-                    self._async = AsyncSiliconCloudOpenAI(**kwargs)
-        return self._async
+                    client = self._async[loop] = AsyncSiliconCloudOpenAI(**kwargs)
+        return client
 
     def spec(self, model: str | None = None) -> ModelSpec:
         """The catalog entry for ``model`` (default: this client's model)."""
@@ -408,8 +416,9 @@ class SiliconVisionClient:
             self._sync.close()
 
     async def aclose(self) -> None:
-        if self._async is not None:
-            await self._async.close()
+        client = self._async.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()
 
     def __enter__(self) -> SiliconVisionClient:
         return self

@@ -277,3 +277,10 @@ def test_repr_never_shows_the_key(emulator: LocalSiliconCloud) -> None:
         import pickle
 
         pickle.dumps(client)
+
+
+def test_async_calls_work_across_event_loops(client: SiliconVisionClient) -> None:
+    """LangChain and LlamaIndex callers often run several loops (asyncio.run per call)."""
+    for i in range(3):
+        result = asyncio.run(client.achat([{"role": "user", "content": f"loop {i}"}]))
+        assert result.content.splitlines()[1] == f'Text: "loop {i}"'

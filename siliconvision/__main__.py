@@ -1,0 +1,8 @@
+"""``python -m siliconvision``: the same as the ``siliconvision`` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,342 @@
+"""The ``siliconvision`` CLI, run in-process against LocalSiliconCloud (real HTTP)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from siliconvision.catalog import CATALOG
+from siliconvision.cli import main
+from siliconvision.testing import LocalSiliconCloud
+
+SECRET = "sk-test-DO-NOT-PRINT-4f1c2a9e"
+
+
+@pytest.fixture
+def emu(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalSiliconCloud]:
+    """An emulator the CLI is pointed at through the environment, like a real server."""
+    with LocalSiliconCloud(api_key=SECRET, extra_models=["acme/brand-new-vl"]) as emulator:
+        monkeypatch.setenv("SILICONFLOW_API_KEY", SECRET)
+        monkeypatch.setenv("SILICONFLOW_BASE_URL", emulator.base_url)
+        yield emulator
+
+
+def png(path: Path, size: tuple[int, int], colour: tuple[int, int, int]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+def chat_requests(emu: LocalSiliconCloud) -> list:  # type: ignore[type-arg]
+    return [r for r in emu.requests if r.path.endswith("/chat/completions")]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert SECRET not in out and SECRET not in err  # the key never shows
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def read_jsonl(path: Path) -> list[dict]:  # type: ignore[type-arg]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------------- ask
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_ask_describes_each_image_in_order(
+    tmp_path: Path, emu: LocalSiliconCloud, capsys: pytest.CaptureFixture[str], stream: bool
+) -> None:
+    red = png(tmp_path / "red.png", (64, 32), (255, 0, 0))
+    blue = png(tmp_path / "blue.png", (40, 50), (0, 0, 255))
+    args = ["ask", red, blue, "-q", "Which is bigger?", "--detail", "low"]
+    code, out, err = run(capsys, *args, *(["--stream"] if stream else []))
+    assert code == 0, err
+    assert "emulator" not in err  # a key is set: no local-emulator notice
+    first = out.index("Image 1: 64x32 PNG, detail low, dominant colour #ff0000 (red).")
+    second = out.index("Image 2: 40x50 PNG, detail low, dominant colour #0000ff (blue).")
+    assert first < second < out.index('Text: "Which is bigger?"')
+    assert out.endswith("\n")
+    (request,) = chat_requests(emu)
+    assert request.stream is stream
+    assert [(i.width, i.height) for i in request.images] == [(64, 32), (40, 50)]
+
+
+def test_ask_image_order_and_model(
+    tmp_path: Path, emu: LocalSiliconCloud, capsys: pytest.CaptureFixture[str]
+) -> None:
+    red = png(tmp_path / "red.png", (30, 30), (255, 0, 0))
+    code, _, err = run(capsys, "ask", red, "-q", "Q?", "--model", "OpenGVLab/InternVL2-26B")
+    assert code == 0, err
+    code, _, err = run(
+        capsys, "ask", red, "-q", "Q?", "--model", "Qwen/Qwen2.5-VL-7B-Instruct",
+        "--image-order", "preserve",
+    )  # fmt: skip
+    assert code == 0, err
+    internvl, qwen = chat_requests(emu)
+    assert internvl.model == "OpenGVLab/InternVL2-26B"
+    kinds = [part["type"] for part in internvl.body["messages"][0]["content"]]
+    assert kinds == ["image_url", "text"]
+    assert qwen.model == "Qwen/Qwen2.5-VL-7B-Instruct"
+
+
+def test_ask_without_key_uses_the_local_emulator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    red = png(tmp_path / "red.png", (20, 20), (255, 0, 0))
+    code, out, err = run(capsys, "ask", red, "-q", "Colour?")
+    assert code == 0, err
+    assert "local emulator" in err and "not real model output" in err
+    assert "I see 1 image." in out and "20x20 PNG" in out and "(red)" in out
+
+
+def test_bad_input_exits_2_with_one_clear_line(
+    tmp_path: Path, emu: LocalSiliconCloud, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = tmp_path / "notes.png"
+    text.write_text("not an image at all")
+    red = png(tmp_path / "red.png", (20, 20), (255, 0, 0))
+    cases = [
+        (["ask", tmp_path / "missing.png", "-q", "Q"], "missing.png"),
+        (["ask", text, "-q", "Q"], "not an image"),
+        (["ask", red, "-q", "Q", "--detail", "medium"], "invalid choice: 'medium'"),
+        (["ask", red, "-q", "Q", "--model", "Qwen/Qwen2.5-7B-Instruct"], "does not take images"),
+        (["ask", red], "-q/--question"),
+        (["caption", tmp_path / "nowhere", "--out", tmp_path / "o.jsonl"], "nowhere"),
+        (["caption", red, "--out", tmp_path / "o.jsonl", "--concurrency", "0"], "at least 1"),
+        (["caption", red, "--out", tmp_path / "o.jsonl", "--model", "BAAI/bge-m3"], "take images"),
+    ]
+    for argv, expected in cases:
+        code, out, err = run(capsys, *argv)
+        assert code == 2, (argv, err)
+        assert expected in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1, err
+        assert out == ""
+    assert chat_requests(emu) == []
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_api_errors_exit_1_with_status_and_text(
+    tmp_path: Path, emu: LocalSiliconCloud, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    red = png(tmp_path / "red.png", (20, 20), (255, 0, 0))
+    balance = {"code": 30001, "message": "Sorry, your account balance is insufficient"}
+    emu.fail_next(403, balance)  # not retried by the SDK
+    code, out, err = run(capsys, "ask", red, "-q", "Q")
+    assert code == 1 and out == ""
+    assert "HTTP 403" in err and "30001" in err and "balance is insufficient" in err
+    assert len(err.strip().splitlines()) == 1
+    emu.clear()
+    monkeypatch.setenv("SILICONFLOW_API_KEY", "sk-wrong-key-ALSO-SECRET")
+    code, out, err = run(capsys, "ask", red, "-q", "Q", "--stream")
+    assert code == 1 and "HTTP 401" in err and "Invalid token" in err
+    assert "sk-wrong-key-ALSO-SECRET" not in out + err
+
+
+# --------------------------------------------------------------------------- caption
+
+
+def test_caption_writes_jsonl_and_resumes(
+    tmp_path: Path, emu: LocalSiliconCloud, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = tmp_path / "photos"
+    png(photos / "a.png", (30, 20), (255, 0, 0))
+    png(photos / "sub" / "b.png", (31, 20), (0, 128, 0))
+    png(photos / "c.jpg", (32, 20), (0, 0, 255))
+    (photos / "readme.txt").write_text("not an image, not picked up")
+    out_file = tmp_path / "out" / "captions.jsonl"
+
+    code, out, err = run(capsys, "caption", photos, "--out", out_file, "--concurrency", "2")
+    assert code == 0, err
+    assert "[3/3] captioned 3, failed 0" in err  # not a TTY: plain progress lines
+    assert "\r" not in err
+    records = read_jsonl(out_file)
+    assert sorted(Path(r["path"]).name for r in records) == ["a.png", "b.png", "c.jpg"]
+    assert all(r["error"] is None and "I see 1 image." in r["caption"] for r in records)
+    assert {(r["width"], r["mime_type"]) for r in records} == {
+        (30, "image/png"), (31, "image/png"), (32, "image/jpeg"),
+    }  # fmt: skip
+    assert len(chat_requests(emu)) == 3
+
+    # A new image appears; the rerun captions only that one.
+    emu.clear()
+    png(photos / "d.png", (33, 20), (255, 255, 0))
+    code, out, err = run(capsys, "caption", photos, "--out", out_file)
+    assert code == 0, err
+    assert "3 already captioned" in err and out == ""
+    (request,) = chat_requests(emu)
+    assert (request.images[0].width, request.images[0].height) == (33, 20)
+    assert len(read_jsonl(out_file)) == 4
+
+    # Nothing left to do: no request at all.
+    emu.clear()
+    code, _, err = run(capsys, "caption", photos, "--out", out_file)
+    assert code == 0 and "nothing to do" in err
+    assert emu.requests == []
+
+
+def test_caption_records_a_failure_and_the_rerun_completes_only_it(
+    tmp_path: Path, emu: LocalSiliconCloud, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = tmp_path / "photos"
+    for i in range(3):
+        png(photos / f"{i}.png", (40 + i, 20), (255, 0, 0))
+    out_file = tmp_path / "captions.jsonl"
+    emu.fail_next(400)  # the first image (concurrency 1, sorted order) is refused
+    code, out, err = run(capsys, "caption", photos, "--out", out_file, "--concurrency", "1")
+    assert code == 1 and out == ""
+    assert "captioned 2, failed 1" in err and "HTTP 400" in err and "0.png" in err
+    records = read_jsonl(out_file)
+    assert [Path(r["path"]).name for r in records if r["error"]] == ["0.png"]
+
+    emu.clear()
+    code, _, err = run(capsys, "caption", photos, "--out", out_file)
+    assert code == 0, err
+    (request,) = chat_requests(emu)
+    assert request.images[0].width == 40  # only 0.png was sent again
+    records = read_jsonl(out_file)
+    assert len(records) == 4 and records[-1]["error"] is None
+    assert Path(records[-1]["path"]).name == "0.png"
+
+
+def test_caption_resumes_after_a_truncated_last_line(
+    tmp_path: Path, emu: LocalSiliconCloud, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = tmp_path / "photos"
+    a = png(photos / "a.png", (30, 20), (255, 0, 0))
+    b = png(photos / "b.png", (31, 20), (0, 0, 255))
+    out_file = tmp_path / "captions.jsonl"
+    done = {"path": str(a), "caption": "Red.", "error": None, "model": "m"}
+    cut = json.dumps({"path": str(b), "caption": "Blue.", "error": None, "model": "m"})
+    out_file.write_text(json.dumps(done) + "\n" + cut[:20])  # interrupted mid-write
+    code, _, err = run(capsys, "caption", photos, "--out", out_file)
+    assert code == 0, err
+    (request,) = chat_requests(emu)
+    assert request.images[0].width == 31
+    lines = out_file.read_text().splitlines()
+    assert lines[1] == cut[:20]  # the fragment is left alone, on its own line
+    assert json.loads(lines[2])["path"] == str(b)
+
+
+def test_caption_without_key_uses_the_local_emulator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    png(tmp_path / "p" / "a.png", (30, 20), (255, 0, 0))
+    code, _, err = run(capsys, "caption", tmp_path / "p", "--out", tmp_path / "o.jsonl")
+    assert code == 0, err
+    assert "local emulator" in err
+    (record,) = read_jsonl(tmp_path / "o.jsonl")
+    assert "30x20 PNG" in record["caption"]
+
+
+# --------------------------------------------------------------------------- models
+
+
+def test_models_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "models")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["ID", "VISION", "VIDEO", "TOOLS", "REASONING", "IMAGE", "ORDER",
+                                "CONTEXT"]  # fmt: skip
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    assert set(rows) == set(CATALOG)
+    assert rows["OpenGVLab/InternVL2-26B"] == ["yes", "-", "-", "-", "images_first", "32K"]
+    assert rows["Qwen/Qwen3-VL-8B-Thinking"] == ["yes", "yes", "yes", "always", "preserve", "256K"]
+
+
+def test_models_remote_marks_served_and_unknown_ids(
+    emu: LocalSiliconCloud, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "models", "--remote")
+    assert code == 0, err
+    assert out.splitlines()[0].split()[-1] == "SERVED"
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1 : len(CATALOG) + 1]}
+    assert set(rows) == set(CATALOG)
+    assert all(row[-1] == "yes" for row in rows.values())  # the emulator serves the catalog
+    assert "Served but not in the catalog (1" in out
+    assert "  acme/brand-new-vl" in out
+    (request,) = emu.requests
+    assert request.path == "/v1/models"
+
+
+def test_models_remote_without_key_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "models", "--remote")
+    assert code == 2 and out == ""
+    assert "needs SILICONFLOW_API_KEY" in err and "siliconvision emulator" in err
+
+
+# --------------------------------------------------------------------------- emulator
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_emulator_command_serves_until_ctrl_c(capsys: pytest.CaptureFixture[str]) -> None:
+    port = _free_port()
+    served: list[int] = []
+
+    def poke_then_interrupt() -> None:
+        url = f"http://127.0.0.1:{port}/v1/models"
+        request = urllib.request.Request(url, headers={"Authorization": "Bearer sk-local-emulator"})
+        for _ in range(200):
+            try:
+                with urllib.request.urlopen(request, timeout=2) as response:
+                    served.append(response.status)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.02)
+        time.sleep(0.2)  # let the banner finish printing
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    helper = threading.Thread(target=poke_then_interrupt)
+    helper.start()
+    code, out, err = run(capsys, "emulator", "--port", str(port))
+    helper.join()
+    assert code == 0 and served == [200]
+    assert f"http://127.0.0.1:{port}/v1" in out
+    assert f"SILICONFLOW_BASE_URL=http://127.0.0.1:{port}/v1" in out
+    assert "SILICONFLOW_API_KEY=sk-local-emulator" in out
+    assert "stopped" in err
+
+
+# --------------------------------------------------------------------------- subprocess
+
+
+def test_python_dash_m_ask_without_key(tmp_path: Path) -> None:
+    red = png(tmp_path / "red.png", (24, 24), (255, 0, 0))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SILICONFLOW_API_KEY", "SILICONCLOUD_API_KEY", "SILICONFLOW_BASE_URL")
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "siliconvision", "ask", str(red), "-q", "What colour?", "--stream"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "local emulator" in proc.stderr
+    assert "I see 1 image." in proc.stdout and "24x24 PNG" in proc.stdout
+    assert "(red)" in proc.stdout and 'Text: "What colour?"' in proc.stdout
