@@ -284,3 +284,23 @@ def test_async_calls_work_across_event_loops(client: SiliconVisionClient) -> Non
     for i in range(3):
         result = asyncio.run(client.achat([{"role": "user", "content": f"loop {i}"}]))
         assert result.content.splitlines()[1] == f'Text: "loop {i}"'
+
+
+def test_key_never_in_debug_logs_or_emulator_log(
+    emulator: LocalSiliconCloud, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    secret = emulator.api_key
+    client = SiliconVisionClient(api_key=secret, base_url=emulator.base_url, max_retries=1)
+    emulator.fail_next(429)
+    with caplog.at_level(logging.DEBUG):
+        for name in ("openai", "httpx", "httpx2", "httpcore", "siliconvision"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+        client.ask([make_image()], "hi")
+        list(client.stream([{"role": "user", "content": "hi"}]))
+    assert caplog.records, "DEBUG logging captured nothing: the check would be vacuous"
+    assert secret not in caplog.text
+    for request in emulator.requests:
+        assert secret not in repr(request)
+        assert request.headers["authorization"] == "Bearer ***"
