@@ -269,6 +269,8 @@ class ChatResult:
     created: int | None = None
     system_fingerprint: str | None = None
     trace_id: str | None = None
+    #: The response as received (SDK object or dict), for adapters that expose it.
+    raw: Any = field(default=None, compare=False, repr=False)
 
     def with_trace_id(self, trace_id: str | None) -> ChatResult:
         return replace(self, trace_id=trace_id)
@@ -306,6 +308,7 @@ def parse_chat_completion(completion: Any, *, trace_id: str | None = None) -> Ch
         created=_field(completion, "created"),
         system_fingerprint=_field(completion, "system_fingerprint"),
         trace_id=trace_id,
+        raw=completion,
     )
 
 
@@ -337,6 +340,8 @@ class StreamDelta:
     role: str | None = None
     id: str | None = None
     model: str | None = None
+    #: The chunk as received (SDK object or dict), for adapters that expose it.
+    raw: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -377,6 +382,14 @@ class StreamAccumulator:
     def reasoning(self) -> str:
         return "".join(self._reasoning)
 
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The tool calls assembled so far (arguments may be partial JSON mid-stream)."""
+        return tuple(
+            ToolCall(id=b.id, name=b.name, arguments="".join(b.arguments))
+            for _, b in sorted(self._tool_calls.items())
+        )
+
     def add(self, chunk: Any) -> StreamDelta:
         """Take one chunk (SDK ``ChatCompletionChunk`` or dict) and return its delta."""
         self.chunks += 1
@@ -394,7 +407,11 @@ class StreamAccumulator:
         choices = _field(chunk, "choices") or []
         if not choices:
             return StreamDelta(
-                usage=self.usage, usage_increment=increment, id=chunk_id, model=self.model
+                usage=self.usage,
+                usage_increment=increment,
+                id=chunk_id,
+                model=self.model,
+                raw=chunk,
             )
         choice = choices[0]
         delta = _field(choice, "delta")
@@ -418,6 +435,7 @@ class StreamAccumulator:
             role=_field(delta, "role"),
             id=chunk_id,
             model=self.model,
+            raw=chunk,
         )
 
     def _add_tool_calls(self, raw_calls: Any) -> list[ToolCallDelta]:
@@ -461,10 +479,7 @@ class StreamAccumulator:
         """The whole answer; raises :class:`IncompleteStreamError` if the stream was cut."""
         if not self.complete:
             raise self.incomplete_error("ended")
-        calls = tuple(
-            ToolCall(id=b.id, name=b.name, arguments="".join(b.arguments))
-            for _, b in sorted(self._tool_calls.items())
-        )
+        calls = self.tool_calls
         return ChatResult(
             id=self.id,
             model=self.model,

@@ -1,0 +1,133 @@
+"""``SiliconVisionToolSpec``: "answer a question about an image" for LlamaIndex agents.
+
+An agent's model chooses the ``image`` argument, so it is untrusted input: it goes
+through :func:`siliconvision.guards.check_image_argument` (local files only inside
+``allowed_dirs``; only public http(s) URLs unless ``allow_private_urls``) before
+anything is read or sent. A refused or unusable image comes back as readable tool
+output (``"Cannot answer: ..."``), so the agent can correct itself instead of dying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from llama_index.core.tools.tool_spec.base import BaseToolSpec
+
+from siliconvision.catalog import Detail
+from siliconvision.client import SiliconVisionClient
+from siliconvision.errors import ContentError, ImageInputError, SiliconCloudBadRequestError
+from siliconvision.guards import (
+    DEFAULT_MAX_FILE_BYTES,
+    AllowedFile,
+    GuardError,
+    Resolver,
+    check_image_argument,
+)
+
+from .base import SiliconVision
+
+__all__ = ["SiliconVisionToolSpec"]
+
+#: Errors the agent can act on (another path or URL, a smaller image): returned as text.
+_INPUT_ERRORS = (GuardError, ImageInputError, ContentError, SiliconCloudBadRequestError)
+
+
+def _refusal(exc: BaseException) -> str:
+    return f"Cannot answer: {exc}"
+
+
+class SiliconVisionToolSpec(BaseToolSpec):
+    """The ``ask_image(image, question)`` tool (sync and async) for agents.
+
+    ``image`` is an http(s) URL or a local path; local files are read only inside
+    ``allowed_dirs`` (none by default), and URLs to loopback, private, link-local or
+    metadata addresses are refused unless ``allow_private_urls=True``. ``resolver``
+    (host, port) -> addresses replaces DNS for the URL check (tests, custom DNS).
+
+    Example:
+        >>> from llama_index.core.agent.workflow import FunctionAgent
+        >>> llm = SiliconVision(model="Qwen/Qwen2.5-VL-72B-Instruct")
+        >>> tools = SiliconVisionToolSpec(llm, allowed_dirs=["./photos"]).to_tool_list()
+        >>> agent = FunctionAgent(tools=tools, llm=llm)  # doctest: +SKIP
+        >>> await agent.run("What is written on ./photos/receipt.png?")  # doctest: +SKIP
+    """
+
+    spec_functions = [("ask_image", "aask_image")]  # noqa: RUF012 - BaseToolSpec's API
+
+    def __init__(
+        self,
+        llm: SiliconVision | None = None,
+        *,
+        allowed_dirs: Sequence[str | os.PathLike[str]] = (),
+        allow_private_urls: bool = False,
+        detail: Detail | None = None,
+        model: str | None = None,
+        resolver: Resolver | None = None,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    ) -> None:
+        self.llm = llm if llm is not None else SiliconVision()
+        self.allowed_dirs = list(allowed_dirs)
+        self.allow_private_urls = allow_private_urls
+        self.detail = detail
+        self.model = model
+        self.resolver = resolver
+        self.max_file_bytes = max_file_bytes
+
+    @property
+    def client(self) -> SiliconVisionClient:
+        """The core client of :attr:`llm`."""
+        return self.llm.client
+
+    def _checked(self, image: Any) -> str | AllowedFile:
+        return check_image_argument(
+            image,
+            allowed_dirs=self.allowed_dirs,
+            allow_private_urls=self.allow_private_urls,
+            resolver=self.resolver,
+            max_bytes=self.max_file_bytes,
+        )
+
+    def _messages(self, checked: str | AllowedFile, question: Any) -> list[dict[str, Any]]:
+        if not isinstance(question, str) or not question.strip():
+            raise ContentError("question must be a non-empty string")
+        source: Any = checked.data if isinstance(checked, AllowedFile) else checked
+        return self.client.ask_messages([source], question)
+
+    def _options(self) -> dict[str, Any]:
+        # The LLM's settings (sampling, thinking, extra_body), with this tool's model/detail.
+        overrides: dict[str, Any] = {"model": self.model or self.llm.model}
+        if self.detail is not None:
+            overrides["detail"] = self.detail
+        return self.llm.request_options(**overrides)
+
+    def ask_image(self, image: str, question: str) -> str:
+        """Answer a question about one image.
+
+        Args:
+            image: the image, as an http(s) URL or a local file path.
+            question: what to find out about the image.
+        """
+        try:
+            messages = self._messages(self._checked(image), question)
+            return self.client.chat(messages, **self._options()).content
+        except _INPUT_ERRORS as exc:
+            return _refusal(exc)
+
+    async def aask_image(self, image: str, question: str) -> str:
+        """Answer a question about one image.
+
+        Args:
+            image: the image, as an http(s) URL or a local file path.
+            question: what to find out about the image.
+        """
+        try:
+            # The checks may read a file and resolve a host name: keep them off the loop.
+            checked = await asyncio.to_thread(self._checked, image)
+            messages = await asyncio.to_thread(self._messages, checked, question)
+            result = await self.client.achat(messages, **self._options())
+            return result.content
+        except _INPUT_ERRORS as exc:
+            return _refusal(exc)

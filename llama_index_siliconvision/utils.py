@@ -1,0 +1,600 @@
+"""Pure converters between LlamaIndex types and the ``siliconvision`` core.
+
+Nothing here talks to the network or knows SiliconCloud's rules: messages become
+OpenAI-format dicts whose content items are core objects
+(:class:`siliconvision.content.Image`, :class:`siliconvision.content.Video`), and the
+core's :func:`~siliconvision.content.prepare_messages` then applies order, detail,
+downsizing and the tool-image move. Results (:class:`~siliconvision.wire.ChatResult`,
+:class:`~siliconvision.wire.StreamDelta`) become ``ChatResponse``/``CompletionResponse``.
+
+Block policy (every LlamaIndex block is either sent or refused, never dropped):
+
+- ``TextBlock``: text; ``ImageBlock``: an image (bytes, path or URL, its ``detail``
+  wins); ``VideoBlock``: a video (models catalogued with ``video=True`` only);
+- ``ToolCallBlock`` in an assistant message: its ``tool_calls``;
+- ``ThinkingBlock`` in an assistant message: **not sent**. SiliconCloud's reasoning is
+  output only (no request field takes it back) and agents replay whole assistant
+  messages, so refusing it would break every agent run on a thinking model;
+- ``CachePoint``: ignored (a caching hint with no content; SiliconCloud has no cache
+  control);
+- anything else (``AudioBlock``, ``DocumentBlock``, ``CitableBlock``,
+  ``CitationBlock``, a ``ThinkingBlock`` outside assistant messages, ...) raises
+  :class:`~siliconvision.errors.ContentError` naming the block and the message.
+
+Example:
+    >>> from llama_index.core.llms import ChatMessage, ImageBlock, TextBlock
+    >>> msg = ChatMessage(blocks=[TextBlock(text="What is it?"),
+    ...     ImageBlock(url="https://example.com/cat.png", detail="low")])
+    >>> to_wire_messages([msg])
+    [{'role': 'user', 'content': ['What is it?', Image(source='https://example.com/cat.png', detail='low')]}]
+"""  # noqa: E501
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from llama_index.core.base.llms.types import (
+    CachePoint,
+    ChatMessage,
+    ChatResponse,
+    CompletionResponse,
+    ImageBlock,
+    LLMMetadata,
+    MessageRole,
+    TextBlock,
+    ThinkingBlock,
+    ToolCallBlock,
+    VideoBlock,
+)
+from llama_index.core.constants import DEFAULT_NUM_OUTPUTS
+from llama_index.core.llms.llm import ToolSelection
+from llama_index.core.llms.utils import parse_partial_json
+from llama_index.core.schema import BaseNode, ImageNode
+from PIL import Image as PILImage
+
+from siliconvision.catalog import ModelSpec, get_model_spec
+from siliconvision.content import Image, Video
+from siliconvision.errors import ContentError
+from siliconvision.images import is_data_uri, is_image_url
+from siliconvision.wire import (
+    EXTRA_FIELDS,
+    STANDARD_FIELDS,
+    ChatResult,
+    StreamAccumulator,
+    StreamDelta,
+    ToolCall,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from llama_index.core.tools.types import BaseTool
+
+__all__ = [
+    "REQUEST_FIELDS",
+    "StreamState",
+    "chat_response_from_result",
+    "completion_response_from_chat",
+    "completion_to_wire_messages",
+    "image_block_to_item",
+    "image_source_to_item",
+    "llm_metadata",
+    "raw_dict",
+    "resolve_tool_choice",
+    "split_request_fields",
+    "to_wire_messages",
+    "tool_selections_from_message",
+    "tools_to_wire",
+    "usage_kwargs",
+    "video_block_to_item",
+]
+
+#: Request fields the core's ``build_chat_request`` takes by name (others go to
+#: ``extra_body``).
+REQUEST_FIELDS: frozenset[str] = frozenset(STANDARD_FIELDS) | frozenset(EXTRA_FIELDS)
+
+_ASSISTANT_ROLES = frozenset({MessageRole.ASSISTANT, MessageRole.CHATBOT, MessageRole.MODEL})
+_SUPPORTED = "TextBlock, ImageBlock, VideoBlock (video models)"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _block_name(block: object) -> str:
+    return type(block).__name__
+
+
+def _file_url_path(url: str) -> Path:
+    return Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+
+
+def image_block_to_item(block: ImageBlock, where: str = "ImageBlock") -> Image:
+    """The core :class:`~siliconvision.content.Image` for an ``ImageBlock``.
+
+    Precedence: inline ``image`` bytes, then ``path``, then ``url`` (http(s) URLs stay
+    URLs; ``data:`` URIs are decoded by the core; ``file://`` URLs become paths). The
+    block's ``detail`` is kept (the core validates it and lets it win).
+
+    >>> image_block_to_item(ImageBlock(url="https://example.com/a.png", detail="high"))
+    Image(source='https://example.com/a.png', detail='high')
+    """
+    detail = cast(Any, block.detail)
+    if block.image is not None:
+        # Inline bytes are stored base64-encoded by LlamaIndex; resolve_image decodes
+        # them (and never fetches anything when ``image`` is set).
+        return Image(block.resolve_image().read(), detail=detail)
+    if block.path is not None:
+        return Image(Path(block.path), detail=detail)
+    if block.url is not None:
+        url = str(block.url)
+        if url[:7].lower() == "file://":
+            return Image(_file_url_path(url), detail=detail)
+        if is_image_url(url) or is_data_uri(url):
+            return Image(url, detail=detail)
+        raise ContentError(f"{where}: ImageBlock url {url[:60]!r} is not an http(s) or data URL")
+    raise ContentError(f"{where}: ImageBlock has no image, path or url")
+
+
+def video_block_to_item(block: VideoBlock, where: str = "VideoBlock") -> Video:
+    """The core :class:`~siliconvision.content.Video` for a ``VideoBlock``.
+
+    URLs and paths pass through (the core checks the model takes video and encodes
+    local files); inline bytes need a known video MIME type.
+
+    >>> video_block_to_item(VideoBlock(url="https://example.com/clip.mp4", fps=2))
+    Video(source='https://example.com/clip.mp4', detail=None, max_frames=None, fps=2)
+    """
+    detail = cast(Any, block.detail)
+    if block.video is not None:
+        mime = block.video_mimetype
+        if not mime or not mime.startswith("video/"):
+            raise ContentError(
+                f"{where}: VideoBlock bytes of unknown type; set video_mimetype (e.g. 'video/mp4')"
+            )
+        payload = block.resolve_video(as_base64=True).read().decode("ascii")
+        return Video(f"data:{mime};base64,{payload}", detail=detail, fps=block.fps)
+    if block.path is not None:
+        return Video(Path(block.path), detail=detail, fps=block.fps)
+    if block.url is not None:
+        url = str(block.url)
+        if url[:7].lower() == "file://":
+            return Video(_file_url_path(url), detail=detail, fps=block.fps)
+        return Video(url, detail=detail, fps=block.fps)
+    raise ContentError(f"{where}: VideoBlock has no video, path or url")
+
+
+def _tool_call_wire(block: ToolCallBlock, index: int) -> dict[str, Any]:
+    kwargs = block.tool_kwargs
+    arguments = kwargs if isinstance(kwargs, str) else json.dumps(kwargs, ensure_ascii=False)
+    return {
+        "id": block.tool_call_id or f"call_{index}",
+        "type": "function",
+        "function": {"name": block.tool_name, "arguments": arguments},
+    }
+
+
+def _legacy_tool_calls(raw_calls: Any) -> list[dict[str, Any]]:
+    """``additional_kwargs["tool_calls"]`` of older LlamaIndex messages, as wire dicts."""
+    calls: list[dict[str, Any]] = []
+    for raw in raw_calls or ():
+        call = raw_dict(raw) or {}
+        function = call.get("function") or {}
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments or {}, ensure_ascii=False)
+        calls.append(
+            {
+                "id": str(call.get("id") or ""),
+                "type": "function",
+                "function": {"name": str(function.get("name") or ""), "arguments": arguments},
+            }
+        )
+    return calls
+
+
+def _role(message: ChatMessage, where: str) -> str:
+    role = message.role
+    if role in _ASSISTANT_ROLES:
+        return "assistant"
+    if role == MessageRole.FUNCTION:
+        raise ContentError(
+            f"{where}: role 'function' (legacy OpenAI function calling) is not supported; "
+            "send tool results as role 'tool' with additional_kwargs['tool_call_id']"
+        )
+    return str(role.value)
+
+
+def to_wire_message(message: ChatMessage, where: str = "message") -> dict[str, Any]:
+    """One ``ChatMessage`` as an OpenAI-format dict whose content items are core objects."""
+    role = _role(message, where)
+    items: list[object] = []
+    tool_calls: list[dict[str, Any]] = []
+    for i, block in enumerate(message.blocks):
+        at = f"{where} ({role}) block {i}"
+        if isinstance(block, TextBlock):
+            items.append(block.text)
+        elif isinstance(block, ImageBlock):
+            items.append(image_block_to_item(block, at))
+        elif isinstance(block, VideoBlock):
+            items.append(video_block_to_item(block, at))
+        elif isinstance(block, CachePoint):
+            continue
+        elif isinstance(block, ThinkingBlock) and role == "assistant":
+            continue  # reasoning is output only: see the module docs
+        elif isinstance(block, ToolCallBlock) and role == "assistant":
+            tool_calls.append(_tool_call_wire(block, len(tool_calls)))
+        else:
+            raise ContentError(
+                f"{at}: {_block_name(block)} is not supported by SiliconCloud chat in a "
+                f"{role} message (supported: {_SUPPORTED}; assistant messages may also carry "
+                "ToolCallBlock and ThinkingBlock)"
+            )
+    out: dict[str, Any] = {"role": role, "content": items}
+    if role == "assistant":
+        if not tool_calls:
+            tool_calls = _legacy_tool_calls(message.additional_kwargs.get("tool_calls"))
+        if tool_calls:
+            out["tool_calls"] = tool_calls
+    elif role == "tool":
+        call_id = message.additional_kwargs.get("tool_call_id")
+        if call_id is not None:
+            out["tool_call_id"] = str(call_id)
+    return out
+
+
+def to_wire_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+    """``ChatMessage``s as OpenAI-format dicts for :func:`siliconvision.content.prepare_messages`.
+
+    Raises :class:`~siliconvision.errors.ContentError` for blocks SiliconCloud cannot
+    take (see the module docs).
+    """
+    if isinstance(messages, ChatMessage):
+        messages = [messages]
+    return [to_wire_message(m, f"message {i}") for i, m in enumerate(messages)]
+
+
+def _decode_b64(data: str | bytes, where: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ContentError(f"{where}: image data is not valid base64 ({exc})") from exc
+
+
+def _node_item(node: BaseNode, where: str) -> Image:
+    """An ``ImageNode``/``ImageDocument``/``Node`` with an image resource, without fetching."""
+    image: Any = getattr(node, "image", None)
+    image_path: Any = getattr(node, "image_path", None)
+    image_url: Any = getattr(node, "image_url", None)
+    resource = getattr(node, "image_resource", None)
+    if resource is not None and not isinstance(node, ImageNode):
+        image = image or (resource.data.decode("ascii") if resource.data else None)
+        image_path = image_path or (str(resource.path) if resource.path else None)
+        image_url = image_url or (str(resource.url) if resource.url else None)
+    if image:
+        return Image(_decode_b64(image, where))
+    if image_path:
+        return Image(Path(image_path))
+    if image_url:
+        return image_source_to_item(str(image_url), where)
+    file_path = node.metadata.get("file_path") or node.metadata.get("image_path")
+    if file_path:
+        return Image(Path(str(file_path)))
+    raise ContentError(f"{where}: {type(node).__name__} {node.node_id!r} carries no image")
+
+
+def image_source_to_item(source: object, where: str = "image") -> Image:
+    """One entry of ``image_documents`` as a core :class:`~siliconvision.content.Image`.
+
+    Accepts ``ImageDocument``, ``ImageNode``, any node with an image resource,
+    ``ImageBlock``, a ``str`` (http(s) URL, data URI or file path), an ``os.PathLike``,
+    ``bytes`` or a ``PIL.Image``; anything else raises ``ContentError``. URLs are never
+    fetched here (the core sends them as URLs unless ``fetch_urls=True``).
+
+    >>> image_source_to_item("https://example.com/a.png")
+    Image(source='https://example.com/a.png', detail=None)
+    """
+    if isinstance(source, Image):
+        return source
+    if isinstance(source, ImageBlock):
+        return image_block_to_item(source, where)
+    if isinstance(source, BaseNode):
+        return _node_item(source, where)
+    if isinstance(source, str):
+        if is_image_url(source) or is_data_uri(source):
+            return Image(source)
+        if source[:7].lower() == "file://":
+            return Image(_file_url_path(source))
+        return Image(Path(source))
+    if isinstance(source, os.PathLike):
+        return Image(Path(os.fspath(source)))
+    if isinstance(source, (bytes, bytearray, PILImage.Image)):
+        return Image(source)
+    raise ContentError(
+        f"{where}: cannot use a {type(source).__name__} as an image; pass ImageDocument, "
+        "ImageNode, ImageBlock, a path, a URL, bytes or a PIL image"
+    )
+
+
+def completion_to_wire_messages(
+    prompt: str, image_documents: Sequence[object] | None = None
+) -> list[dict[str, Any]]:
+    """The one user message of ``complete(prompt, image_documents=...)``.
+
+    Images come first, in the given order (their retrieval rank), then the prompt
+    once; the core's ``image_order`` then has nothing to move, whatever the policy.
+
+    >>> completion_to_wire_messages("Which is red?", ["https://example.com/a.png"])
+    [{'role': 'user', 'content': [Image(source='https://example.com/a.png', detail=None), 'Which is red?']}]
+    """  # noqa: E501
+    if not isinstance(prompt, str):
+        raise ContentError(f"prompt must be a string, got {type(prompt).__name__}")
+    if image_documents is None:
+        image_documents = []
+    elif isinstance(image_documents, (str, bytes, os.PathLike)) or not isinstance(
+        image_documents, Sequence
+    ):
+        image_documents = [image_documents]
+    items: list[object] = [
+        image_source_to_item(doc, f"image_documents[{i}]") for i, doc in enumerate(image_documents)
+    ]
+    items.append(prompt)
+    return [{"role": "user", "content": items}]
+
+
+# --------------------------------------------------------------------------- request
+
+
+def split_request_fields(fields: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(named request parameters, ``extra_body`` fields) of an ``additional_kwargs`` dict.
+
+    >>> split_request_fields({"top_k": 5, "repetition_penalty": 1.1})
+    ({'top_k': 5}, {'repetition_penalty': 1.1})
+    """
+    named = {k: v for k, v in fields.items() if k in REQUEST_FIELDS}
+    extra = {k: v for k, v in fields.items() if k not in REQUEST_FIELDS}
+    return named, extra
+
+
+def tools_to_wire(tools: Sequence[BaseTool]) -> list[dict[str, Any]]:
+    """LlamaIndex tools as OpenAI-style ``tools`` definitions."""
+    return [tool.metadata.to_openai_tool(skip_length_check=True) for tool in tools]
+
+
+def resolve_tool_choice(
+    tool_choice: str | Mapping[str, Any] | None, tool_required: bool
+) -> str | dict[str, Any] | None:
+    """``tool_choice`` for the wire: ``none``/``auto``/``required``, a tool name, or a dict.
+
+    >>> resolve_tool_choice("lookup", False)
+    {'type': 'function', 'function': {'name': 'lookup'}}
+    >>> resolve_tool_choice(None, True)
+    'required'
+    """
+    if tool_choice is None:
+        return "required" if tool_required else None
+    if isinstance(tool_choice, Mapping):
+        return dict(tool_choice)
+    if tool_choice in ("none", "auto", "required"):
+        return tool_choice
+    return {"type": "function", "function": {"name": tool_choice}}
+
+
+def llm_metadata(spec: ModelSpec | str, max_tokens: int | None = None) -> LLMMetadata:
+    """``LLMMetadata`` from the core catalog entry of a model.
+
+    >>> llm_metadata("Qwen/Qwen2.5-VL-72B-Instruct").is_function_calling_model
+    True
+    """
+    spec = get_model_spec(spec)
+    return LLMMetadata(
+        context_window=spec.context_window,
+        num_output=max_tokens or spec.max_output_tokens or DEFAULT_NUM_OUTPUTS,
+        is_chat_model=True,
+        is_function_calling_model=spec.tools,
+        model_name=spec.id,
+        system_role=MessageRole.SYSTEM,
+    )
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def raw_dict(obj: Any) -> dict[str, Any] | None:
+    """A plain dict of an SDK object or mapping (``None`` for anything else)."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        value = dump()
+        return dict(value) if isinstance(value, Mapping) else None
+    return None
+
+
+def usage_kwargs(usage: Usage | None) -> dict[str, int]:
+    """Token counts for ``additional_kwargs`` (the core's totals: cumulative, not summed).
+
+    >>> usage_kwargs(Usage(prompt_tokens=3, completion_tokens=2, total_tokens=5))
+    {'prompt_tokens': 3, 'completion_tokens': 2, 'total_tokens': 5}
+    """
+    if usage is None:
+        return {}
+    out = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+    if usage.reasoning_tokens:
+        out["reasoning_tokens"] = usage.reasoning_tokens
+    return out
+
+
+def _usage_dict(usage: Usage | None) -> dict[str, Any] | None:
+    if usage is None:
+        return None
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    }
+
+
+def _with_usage(raw: dict[str, Any] | None, usage: Usage | None) -> dict[str, Any] | None:
+    """``raw`` with its ``usage`` set to the correct totals (token counters read it)."""
+    if raw is None or usage is None:
+        return raw
+    return {**raw, "usage": _usage_dict(usage)}
+
+
+def _assistant_blocks(
+    content: str,
+    reasoning: str | None,
+    tool_calls: Sequence[ToolCall],
+    reasoning_tokens: int | None = None,
+) -> list[Any]:
+    blocks: list[Any] = []
+    if reasoning:
+        blocks.append(ThinkingBlock(content=reasoning, num_tokens=reasoning_tokens or None))
+    blocks.append(TextBlock(text=content))
+    blocks.extend(
+        ToolCallBlock(tool_call_id=call.id or None, tool_name=call.name, tool_kwargs=call.arguments)
+        for call in tool_calls
+    )
+    return blocks
+
+
+def _response_kwargs(result: ChatResult) -> dict[str, Any]:
+    out: dict[str, Any] = dict(usage_kwargs(result.usage))
+    if result.finish_reason:
+        out["finish_reason"] = result.finish_reason
+    if result.trace_id:
+        out["trace_id"] = result.trace_id
+    return out
+
+
+def chat_response_from_result(result: ChatResult) -> ChatResponse:
+    """A ``ChatResponse``: ``ThinkingBlock`` (reasoning), ``TextBlock``, ``ToolCallBlock``s.
+
+    ``raw`` is the response dict; ``additional_kwargs`` holds the token counts,
+    ``finish_reason`` and SiliconCloud's ``trace_id``.
+    """
+    reasoning_tokens = result.usage.reasoning_tokens if result.usage else None
+    message = ChatMessage(
+        role=MessageRole.ASSISTANT,
+        blocks=_assistant_blocks(
+            result.content, result.reasoning_content, result.tool_calls, reasoning_tokens
+        ),
+    )
+    return ChatResponse(
+        message=message,
+        raw=_with_usage(raw_dict(result.raw), result.usage),
+        additional_kwargs=_response_kwargs(result),
+    )
+
+
+def completion_response_from_chat(response: ChatResponse) -> CompletionResponse:
+    """The ``CompletionResponse`` for a ``ChatResponse`` (reasoning kept in
+    ``additional_kwargs["reasoning_content"]``, thinking deltas as ``thinking_delta``)."""
+    extra = dict(response.additional_kwargs)
+    thinking = [b.content for b in response.message.blocks if isinstance(b, ThinkingBlock)]
+    if thinking and thinking[0]:
+        extra["reasoning_content"] = thinking[0]
+    return CompletionResponse(
+        text=response.message.content or "",
+        delta=response.delta,
+        raw=response.raw,
+        additional_kwargs=extra,
+    )
+
+
+class StreamState:
+    """Turns the core's stream deltas into cumulative ``ChatResponse``s, one per chunk.
+
+    Reads the core's accumulator (content, reasoning, tool calls, usage so far), so
+    nothing is summed here: token counts are the correct cumulative totals.
+
+    >>> state = StreamState(stream.accumulator)                  # doctest: +SKIP
+    >>> for delta in stream:                                     # doctest: +SKIP
+    ...     print(state.response(delta).delta, end="")
+    """
+
+    def __init__(self, accumulator: StreamAccumulator) -> None:
+        self.accumulator = accumulator
+
+    def response(self, delta: StreamDelta) -> ChatResponse:
+        """The cumulative response after ``delta`` (its own text in ``delta``)."""
+        acc = self.accumulator
+        usage = acc.usage
+        tool_calls = acc.tool_calls
+        message = ChatMessage(
+            role=MessageRole.ASSISTANT,
+            blocks=_assistant_blocks(
+                acc.content,
+                acc.reasoning,
+                tool_calls,
+                usage.reasoning_tokens if usage else None,
+            ),
+        )
+        extra: dict[str, Any] = dict(usage_kwargs(usage))
+        if delta.reasoning:
+            extra["thinking_delta"] = delta.reasoning
+        if delta.finish_reason:
+            extra["finish_reason"] = delta.finish_reason
+        return ChatResponse(
+            message=message,
+            delta=delta.content or "",
+            raw=_with_usage(raw_dict(delta.raw), usage),
+            additional_kwargs=extra,
+        )
+
+
+def _parse_arguments(arguments: dict[str, Any] | str) -> dict[str, Any]:
+    if isinstance(arguments, dict):
+        return arguments
+    if not arguments.strip():
+        return {}
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        try:
+            value = parse_partial_json(arguments)  # a stream still writing it
+        except (ValueError, TypeError):
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def tool_selections_from_message(
+    message: ChatMessage, *, error_on_no_tool_call: bool = True
+) -> list[ToolSelection]:
+    """``ToolSelection``s from the ``ToolCallBlock``s of an assistant message."""
+    selections = [
+        ToolSelection(
+            tool_id=block.tool_call_id or "",
+            tool_name=block.tool_name,
+            tool_kwargs=_parse_arguments(block.tool_kwargs),
+        )
+        for block in message.blocks
+        if isinstance(block, ToolCallBlock)
+    ]
+    if not selections:
+        for call in _legacy_tool_calls(message.additional_kwargs.get("tool_calls")):
+            selections.append(
+                ToolSelection(
+                    tool_id=call["id"],
+                    tool_name=call["function"]["name"],
+                    tool_kwargs=_parse_arguments(call["function"]["arguments"]),
+                )
+            )
+    if not selections and error_on_no_tool_call:
+        raise ValueError("Expected at least one tool call, but the response has none.")
+    return selections
