@@ -1,0 +1,59 @@
+"""``image_block``: any image source as a standard LangChain image content block."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from siliconvision.catalog import Detail
+from siliconvision.errors import ImageInputError
+from siliconvision.images import ImageSource, is_image_url, prepare_image
+
+__all__ = ["image_block"]
+
+
+def image_block(
+    source: ImageSource,
+    *,
+    detail: Detail | None = None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    """A standard v1 image block (``{"type": "image", ...}``, a LangChain
+    ``ImageContentBlock``) for any image source.
+
+    ``source``: a local path (``str`` or ``Path``), ``bytes``, a binary file object, a
+    ``PIL.Image``, a ``data:`` URI or an http(s) URL. URLs stay URLs
+    (``{"type": "image", "url": ...}``); everything else is read, validated (its real
+    format sniffed from the bytes) and base64-encoded
+    (``{"type": "image", "base64": ..., "mime_type": ...}``). A bad image raises
+    :class:`~siliconvision.errors.ImageInputError` here, before any request.
+
+    ``detail`` (``"low"``/``"high"``/``"auto"``) is kept in ``extras["detail"]`` and
+    wins over the model's ``detail`` when the message is sent. The block holds the
+    image as given; :class:`~langchain_siliconvision.ChatSiliconVision` downsizes it
+    to what the target model keeps when sending. Pass ``model`` to downsize now
+    instead (smaller messages in memory and traces).
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> from langchain_siliconvision import image_block
+        >>> message = HumanMessage(content=[
+        ...     image_block("chart.png", detail="high"),
+        ...     image_block("https://example.com/photo.jpg", detail="low"),
+        ...     {"type": "text", "text": "Does the chart match the photo?"},
+        ... ])  # doctest: +SKIP
+    """
+    if detail is not None and detail not in ("low", "high", "auto"):
+        raise ValueError(f"detail must be 'low', 'high' or 'auto', got {detail!r}")
+    block: dict[str, Any]
+    if isinstance(source, str) and is_image_url(source):
+        prepared = prepare_image(source, model=model, detail=detail, cache=None)
+        block = {"type": "image", "url": prepared.url}
+    else:
+        prepared = prepare_image(source, model=model, detail=detail)
+        header, _, payload = prepared.url.partition(",")
+        if not header.endswith(";base64") or not prepared.mime_type or not payload:
+            raise ImageInputError(prepared.source_label, "could not be encoded as base64")
+        block = {"type": "image", "base64": payload, "mime_type": prepared.mime_type}
+    if detail is not None:
+        block["extras"] = {"detail": detail}
+    return block

@@ -1,0 +1,226 @@
+"""``SiliconVisionCaptionLoader``: image files as captioned ``Document``s for RAG.
+
+Built on :func:`siliconvision.captions.caption_images`: bounded concurrency,
+retries of rate limits and server errors, one failed image never stops the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+from langchain_core.document_loaders import BaseLoader
+from langchain_core.documents import Document
+from pydantic import SecretStr
+
+from siliconvision.captions import (
+    DEFAULT_CAPTION_PROMPT,
+    CaptionRecord,
+    acaption_images,
+    caption_images,
+    iter_image_files,
+)
+from siliconvision.catalog import Detail
+from siliconvision.client import DEFAULT_MODEL, SiliconVisionClient
+from siliconvision.errors import SiliconVisionError
+
+from .chat_models import ChatSiliconVision
+
+__all__ = ["CaptionLoadError", "SiliconVisionCaptionLoader"]
+
+logger = logging.getLogger(__name__)
+
+OnError = Literal["raise", "warn", "include"]
+
+
+class CaptionLoadError(SiliconVisionError):
+    """Some images could not be captioned; ``failed`` holds their records.
+
+    Raised by :class:`SiliconVisionCaptionLoader` with ``on_error="raise"`` after every
+    image was tried and every good ``Document`` was yielded.
+
+    Example:
+        >>> try:
+        ...     docs = SiliconVisionCaptionLoader(["photos/"]).load()  # doctest: +SKIP
+        ... except CaptionLoadError as exc:  # doctest: +SKIP
+        ...     print([record.path for record in exc.failed])
+    """
+
+    def __init__(self, failed: Sequence[CaptionRecord]) -> None:
+        self.failed = list(failed)
+        lines = "; ".join(f"{r.path}: {r.error}" for r in self.failed[:10])
+        more = f" (and {len(self.failed) - 10} more)" if len(self.failed) > 10 else ""
+        super().__init__(f"{len(self.failed)} image(s) could not be captioned: {lines}{more}")
+
+
+def _document(record: CaptionRecord) -> Document:
+    metadata: dict[str, object] = {
+        "source": record.path,
+        "image_path": record.path,
+        "mime_type": record.mime_type,
+        "width": record.width,
+        "height": record.height,
+        "byte_size": record.byte_size,
+        "model": record.model,
+    }
+    if record.error is not None:
+        metadata["error"] = record.error
+    return Document(page_content=record.caption or "", metadata=metadata)
+
+
+class _InOrder:
+    """Turns records arriving in completion order into input order, as early as possible."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self._position = {str(path): i for i, path in enumerate(files)}
+        self._waiting: dict[int, CaptionRecord] = {}
+        self._next = 0
+
+    def add(self, record: CaptionRecord) -> list[CaptionRecord]:
+        self._waiting[self._position[record.path]] = record
+        ready: list[CaptionRecord] = []
+        while self._next in self._waiting:
+            ready.append(self._waiting.pop(self._next))
+            self._next += 1
+        return ready
+
+
+class SiliconVisionCaptionLoader(BaseLoader):
+    """Caption image files with a SiliconCloud vision model, one ``Document`` per image.
+
+    ``paths``: files and/or directories (expanded to their image files, sorted,
+    recursively unless ``recursive=False``). The model is ``llm``'s (a
+    :class:`~langchain_siliconvision.ChatSiliconVision`), or ``client``'s, or built
+    from ``model``/``api_key``/``base_url`` (environment defaults). At most
+    ``concurrency`` images are captioned at a time; documents come lazily, in the
+    order of the files.
+
+    Each ``Document`` has the caption as ``page_content`` and metadata ``source`` and
+    ``image_path`` (the file), ``mime_type``, ``width``, ``height`` and ``byte_size``
+    (of the image as sent, after downsizing) and ``model``.
+
+    ``on_error`` decides what a failed image (unreadable, not an image, API error
+    after ``max_attempts``) becomes: ``"raise"`` (default) yields every good document
+    and then raises :class:`CaptionLoadError` naming each failure; ``"warn"`` logs a
+    warning and skips it; ``"include"`` yields a document with empty ``page_content``
+    and ``metadata["error"]``.
+
+    Example:
+        >>> from langchain_siliconvision import SiliconVisionCaptionLoader
+        >>> loader = SiliconVisionCaptionLoader(["photos/"], concurrency=8)
+        >>> for doc in loader.lazy_load():  # doctest: +SKIP
+        ...     print(doc.metadata["image_path"], doc.page_content)
+    """
+
+    def __init__(
+        self,
+        paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+        *,
+        llm: ChatSiliconVision | None = None,
+        client: SiliconVisionClient | None = None,
+        model: str | None = None,
+        api_key: str | SecretStr | None = None,
+        base_url: str | None = None,
+        prompt: str = DEFAULT_CAPTION_PROMPT,
+        detail: Detail | None = None,
+        concurrency: int = 4,
+        max_attempts: int = 3,
+        recursive: bool = True,
+        on_error: OnError = "raise",
+    ) -> None:
+        if llm is not None and client is not None:
+            raise ValueError("pass llm or client, not both")
+        if on_error not in ("raise", "warn", "include"):
+            raise ValueError(f"on_error must be 'raise', 'warn' or 'include', got {on_error!r}")
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        self.paths = list(paths)
+        self.llm = llm
+        self._client = client
+        self.model = model
+        self.api_key = api_key
+        self.base_url = base_url
+        self.prompt = prompt
+        self.detail = detail
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.recursive = recursive
+        self.on_error: OnError = on_error
+
+    def _sync_client(self) -> SiliconVisionClient:
+        if self._client is not None:
+            return self._client
+        if self.llm is not None:
+            return self.llm.client
+        self._client = SiliconVisionClient(
+            api_key=self.api_key, base_url=self.base_url, model=self.model or DEFAULT_MODEL
+        )
+        return self._client
+
+    async def _async_client(self) -> SiliconVisionClient:
+        if self._client is None and self.llm is not None:
+            return await self.llm._aclient()
+        return self._sync_client()
+
+    def _model(self, client: SiliconVisionClient) -> str:
+        return self.model or (self.llm.model if self.llm is not None else client.model)
+
+    def _emit(self, record: CaptionRecord, failed: list[CaptionRecord]) -> Document | None:
+        if record.ok:
+            return _document(record)
+        if self.on_error == "include":
+            return _document(record)
+        if self.on_error == "warn":
+            logger.warning("could not caption %s: %s", record.path, record.error)
+        else:
+            failed.append(record)
+        return None
+
+    def lazy_load(self) -> Iterator[Document]:
+        """Caption the images, yielding each ``Document`` as soon as it is ready in order."""
+        files = iter_image_files(self.paths, recursive=self.recursive)
+        client = self._sync_client()
+        order = _InOrder(files)
+        failed: list[CaptionRecord] = []
+        records = caption_images(
+            client,
+            files,
+            prompt=self.prompt,
+            model=self._model(client),
+            detail=self.detail,
+            concurrency=self.concurrency,
+            max_attempts=self.max_attempts,
+        )
+        for record in records:
+            for ready in order.add(record):
+                document = self._emit(ready, failed)
+                if document is not None:
+                    yield document
+        if failed:
+            raise CaptionLoadError(failed)
+
+    async def alazy_load(self) -> AsyncIterator[Document]:
+        """Async :meth:`lazy_load` (uses the client's async API)."""
+        files = iter_image_files(self.paths, recursive=self.recursive)
+        client = await self._async_client()
+        order = _InOrder(files)
+        failed: list[CaptionRecord] = []
+        records = acaption_images(
+            client,
+            files,
+            prompt=self.prompt,
+            model=self._model(client),
+            detail=self.detail,
+            concurrency=self.concurrency,
+            max_attempts=self.max_attempts,
+        )
+        async for record in records:
+            for ready in order.add(record):
+                document = self._emit(ready, failed)
+                if document is not None:
+                    yield document
+        if failed:
+            raise CaptionLoadError(failed)

@@ -1,0 +1,77 @@
+"""``content_from_documents``: retrieved image ``Document``s as message content blocks."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable
+from typing import Any
+
+from langchain_core.documents import Document
+
+from siliconvision.catalog import Detail
+from siliconvision.errors import ContentError
+
+from ._images import image_block
+
+__all__ = ["content_from_documents"]
+
+
+def _image_from_document(document: Document, detail: Detail | None, where: str) -> Any:
+    metadata = document.metadata
+    own = metadata.get("detail")
+    chosen = own if own in ("low", "high", "auto") else detail
+    if metadata.get("image_path"):
+        return image_block(str(metadata["image_path"]), detail=chosen)
+    if metadata.get("image_url"):
+        return image_block(str(metadata["image_url"]), detail=chosen)
+    data = metadata.get("image_base64")
+    if not isinstance(data, str) or not data:
+        return None
+    mime = metadata.get("mime_type")
+    if isinstance(mime, str) and mime.startswith("image/"):
+        block: dict[str, Any] = {"type": "image", "base64": data, "mime_type": mime}
+        if chosen is not None:
+            block["extras"] = {"detail": chosen}
+        return block
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ContentError(f"{where}: metadata image_base64 is not valid base64") from None
+    return image_block(raw, detail=chosen)
+
+
+def content_from_documents(
+    documents: Iterable[Document],
+    text: str | None = None,
+    *,
+    detail: Detail | None = None,
+) -> list[str | dict[str, Any]]:
+    """Content blocks for a ``HumanMessage``: one per document, in document order, then ``text``.
+
+    A document carrying an image (metadata ``image_path``, ``image_url``, or
+    ``image_base64`` with ``mime_type``; checked in that order) becomes a standard
+    image block (``detail``: the document's ``metadata["detail"]``, else ``detail``);
+    any other document becomes a text block of its ``page_content``. Models that want
+    images before text (InternVL) get them reordered by
+    :class:`~langchain_siliconvision.ChatSiliconVision` (``image_order="auto"``).
+    A missing or unreadable image file raises
+    :class:`~siliconvision.errors.ImageInputError`.
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> from langchain_siliconvision import content_from_documents
+        >>> docs = retriever.invoke("red warning lights")  # doctest: +SKIP
+        >>> llm.invoke([HumanMessage(content=content_from_documents(
+        ...     docs, "Which of these photos shows a warning light?"))])  # doctest: +SKIP
+    """
+    blocks: list[str | dict[str, Any]] = []
+    for index, document in enumerate(documents):
+        image = _image_from_document(document, detail, f"document {index}")
+        if image is not None:
+            blocks.append(dict(image))
+        elif document.page_content:
+            blocks.append({"type": "text", "text": document.page_content})
+    if text is not None:
+        blocks.append({"type": "text", "text": text})
+    return blocks
