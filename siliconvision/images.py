@@ -878,7 +878,16 @@ def _check_url(url: str, label: str) -> None:
         raise ImageInputError(label, "malformed URL: contains whitespace or control characters")
 
 
+UrlCheck: TypeAlias = Callable[[str], object]
+
+
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows only http(s) redirects, and runs ``url_check`` on every hop."""
+
+    def __init__(self, url_check: UrlCheck | None = None) -> None:
+        super().__init__()
+        self._url_check = url_check
+
     def redirect_request(
         self,
         req: urllib.request.Request,
@@ -892,12 +901,26 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
             raise urllib.error.HTTPError(
                 req.full_url, code, "redirect to a non-http(s) URL refused", headers, fp
             )
+        if self._url_check is not None:
+            try:
+                self._url_check(newurl)
+            except Exception as exc:
+                raise urllib.error.HTTPError(
+                    req.full_url, code, f"redirect refused: {exc}", headers, fp
+                ) from None
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def _fetch(url: str, label: str, timeout: float, max_bytes: int) -> bytes:
+def _fetch(
+    url: str, label: str, timeout: float, max_bytes: int, url_check: UrlCheck | None = None
+) -> bytes:
     """GET ``url`` with the standard library; at most ``max_bytes`` are accepted."""
-    opener = urllib.request.build_opener(_HttpOnlyRedirects)
+    if url_check is not None:
+        try:
+            url_check(url)
+        except Exception as exc:
+            raise ImageInputError(label, f"fetch refused: {exc}") from None
+    opener = urllib.request.build_opener(_HttpOnlyRedirects(url_check))
     request = urllib.request.Request(
         url, headers={"User-Agent": "siliconvision", "Accept": "image/*"}
     )
@@ -936,10 +959,12 @@ def _prepare_url(
     fetch: bool,
     timeout: float,
     max_bytes: int,
+    url_check: UrlCheck | None = None,
 ) -> PreparedImage:
     _check_url(url, label)
     if fetch:
-        return _prepare_buffer(_fetch(url, label, timeout, max_bytes), label, opts)
+        data = _fetch(url, label, timeout, max_bytes, url_check)
+        return _prepare_buffer(data, label, opts)
     if not opts.spec.accepts_image_urls:
         raise ImageInputError(
             label,
@@ -997,12 +1022,15 @@ def prepare_image(
     cache: ImageCache | None = DEFAULT_CACHE,
     fetch_timeout: float = 30.0,
     max_fetch_bytes: int = 50 * 1024 * 1024,
+    url_check: UrlCheck | None = None,
 ) -> PreparedImage:
     """Validate ``source`` and encode it for ``model`` (see the module doc for the rules).
 
     ``detail=None`` uses the model's catalog default; ``model=None`` never resizes.
     ``image_count`` is how many images the request carries (DeepSeek-VL2 shrinks every
     image to one tile beyond two). Raises :class:`ImageInputError` for bad input.
+    With ``fetch_urls=True``, ``url_check`` (e.g. :func:`siliconvision.guards.check_image_url`)
+    runs on the URL and on every redirect; raising refuses the fetch.
 
     Example:
         >>> import io
@@ -1029,6 +1057,7 @@ def prepare_image(
                 fetch=fetch_urls,
                 timeout=fetch_timeout,
                 max_bytes=max_fetch_bytes,
+                url_check=url_check,
             )
         if is_data_uri(source):
             return _prepare_data_uri(source, label, opts)
