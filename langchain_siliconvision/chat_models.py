@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, Literal, cast
@@ -64,8 +63,7 @@ from siliconvision.client import (
 )
 from siliconvision.content import Image
 from siliconvision.errors import ContentError
-from siliconvision.images import is_data_uri, prepare_image
-from siliconvision.tokens import estimate_image_tokens
+from siliconvision.tokens import estimate_prompt_tokens, estimate_text_tokens
 from siliconvision.wire import ChatResult as CoreChatResult
 from siliconvision.wire import StreamDelta, Usage
 
@@ -77,7 +75,6 @@ PROVIDER = "siliconflow"
 """``ls_provider`` and ``response_metadata["model_provider"]``."""
 
 #: Size assumed for an http(s) image URL whose pixels are unknown (not fetched).
-URL_IMAGE_SIZE_ASSUMED = (1024, 1024)
 
 # Content block types that only record the model's own output in an AIMessage
 # (reasoning, tool calls: sent through ``tool_calls``); they are not sent back.
@@ -495,33 +492,6 @@ def _last_chunk(stream: Any, requested_model: str) -> AIMessageChunk:
     )
 
 
-# --------------------------------------------------------------------------- tokens
-
-
-def _text_tokens(text: str) -> int:
-    """A text estimate: a quarter of the UTF-8 bytes, rounded up."""
-    return math.ceil(len(text.encode("utf-8")) / 4)
-
-
-def _message_text(message: Mapping[str, Any]) -> str:
-    content = message.get("content")
-    pieces: list[str] = []
-    if isinstance(content, str):
-        pieces.append(content)
-    elif isinstance(content, list):
-        pieces += [p["text"] for p in content if p.get("type") == "text"]
-    for call in message.get("tool_calls") or ():
-        pieces += [call["function"]["name"], call["function"]["arguments"]]
-    return "".join(pieces)
-
-
-def _image_parts(message: Mapping[str, Any]) -> list[dict[str, Any]]:
-    content = message.get("content")
-    if not isinstance(content, list):
-        return []
-    return [part["image_url"] for part in content if part.get("type") == "image_url"]
-
-
 # --------------------------------------------------------------------------- model
 
 
@@ -821,7 +791,7 @@ class ChatSiliconVision(BaseChatModel):
 
     def get_num_tokens(self, text: str) -> int:
         """Estimated tokens of ``text`` (a quarter of its UTF-8 bytes)."""
-        return _text_tokens(text)
+        return estimate_text_tokens(text)
 
     def get_num_tokens_from_messages(
         self,
@@ -831,30 +801,12 @@ class ChatSiliconVision(BaseChatModel):
         """Estimated prompt tokens of ``messages`` (and ``tools``), images included.
 
         Each image is prepared exactly as it would be sent (downsized for this model
-        and its ``detail``) and counted by the documented rule of the model's family
-        (:func:`siliconvision.tokens.estimate_image_tokens`). Text is estimated as a
-        quarter of its UTF-8 bytes plus 4 per message. An http(s) image URL that is
-        not fetched (``fetch_urls=False``) has unknown pixels and is counted as
-        1024x1024 in high detail.
+        and its ``detail``) and counted by the documented rule of the model's family;
+        see :func:`siliconvision.tokens.estimate_prompt_tokens`.
         """
         prepared = self.client.prepare_messages(_format_messages(messages))
-        spec = get_model_spec(self.model)
-        images = [part for message in prepared for part in _image_parts(message)]
-        total = sum(4 + _text_tokens(_message_text(message)) for message in prepared)
-        for part in images:
-            url = part["url"]
-            if is_data_uri(url):
-                info = prepare_image(url, model=None)
-                width, height = info.width or 1, info.height or 1
-            else:
-                width, height = URL_IMAGE_SIZE_ASSUMED
-            total += estimate_image_tokens(
-                width, height, model=spec, detail=part.get("detail"), image_count=len(images)
-            )
-        if tools:
-            schemas = [convert_to_openai_tool(tool) for tool in tools]
-            total += _text_tokens(json.dumps(schemas))
-        return total
+        schemas = [convert_to_openai_tool(tool) for tool in tools] if tools else None
+        return estimate_prompt_tokens(prepared, model=self.model, tools=schemas)
 
     # ------------------------------------------------------------------ tools
 

@@ -17,13 +17,19 @@ Example (the worked examples of the vendor's guide):
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .catalog import Detail, ModelSpec, TokenRule, get_model_spec
 
 __all__ = [
+    "URL_IMAGE_SIZE_ASSUMED",
     "client_target_size",
     "estimate_image_tokens",
+    "estimate_prompt_tokens",
+    "estimate_text_tokens",
     "is_low_detail",
     "server_image_size",
 ]
@@ -203,3 +209,73 @@ def estimate_image_tokens(
     i, j = _internvl_grid(width, height, rule)
     blocks = i * j
     return (blocks + (1 if blocks > 1 else 0)) * rule.tokens_per_tile
+
+
+#: Assumed pixels of an http(s) image URL that is not fetched client-side.
+URL_IMAGE_SIZE_ASSUMED = (1024, 1024)
+
+
+def estimate_text_tokens(text: str) -> int:
+    """A model-neutral text estimate: a quarter of the UTF-8 bytes, rounded up."""
+    return math.ceil(len(text.encode("utf-8")) / 4)
+
+
+def _message_text(message: Mapping[str, Any]) -> str:
+    content = message.get("content")
+    pieces: list[str] = []
+    if isinstance(content, str):
+        pieces.append(content)
+    elif isinstance(content, list):
+        pieces += [p["text"] for p in content if p.get("type") == "text"]
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") or {}
+        pieces += [str(function.get("name", "")), str(function.get("arguments", ""))]
+    return "".join(pieces)
+
+
+def _data_uri_size(url: str) -> tuple[int, int]:
+    """Pixels of a data URI image, from its header only (no full decode)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as image:
+        width, height = image.size
+    return int(width), int(height)
+
+
+def estimate_prompt_tokens(
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    model: str | ModelSpec,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+) -> int:
+    """Estimated prompt tokens of *prepared* messages (as sent on the wire).
+
+    Images count by the documented rule of the model's family (sizes read from the
+    data URIs; an unfetched http(s) URL counts as ``URL_IMAGE_SIZE_ASSUMED``), text
+    as :func:`estimate_text_tokens` plus 4 per message, tools as their JSON text.
+
+    >>> estimate_prompt_tokens([{"role": "user", "content": "hello"}],
+    ...     model="Qwen/Qwen2.5-VL-72B-Instruct")
+    6
+    """
+    spec = get_model_spec(model)
+    images = [
+        part["image_url"]
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if part.get("type") == "image_url"
+    ]
+    total = sum(4 + estimate_text_tokens(_message_text(message)) for message in messages)
+    for image in images:
+        url = image["url"]
+        width, height = _data_uri_size(url) if url.startswith("data:") else URL_IMAGE_SIZE_ASSUMED
+        total += estimate_image_tokens(
+            width, height, model=spec, detail=image.get("detail"), image_count=len(images)
+        )
+    if tools:
+        total += estimate_text_tokens(json.dumps(list(tools)))
+    return total

@@ -168,3 +168,31 @@ def test_internvl_tiles_guess() -> None:
 def test_sizes_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         estimate_image_tokens(0, 10, model=QWEN)
+
+
+def test_estimate_prompt_tokens_counts_prepared_images_by_their_rule() -> None:
+    from siliconvision.content import prepare_messages
+    from siliconvision.tokens import estimate_prompt_tokens, estimate_text_tokens
+    from tests.imaging import make_image
+
+    big = make_image((1024, 1024), color="white")
+    prepared = prepare_messages(
+        [{"role": "user", "content": ["What is this?", big]}], model=QWEN, detail="high"
+    )
+    text_only = 4 + estimate_text_tokens("What is this?")
+    assert estimate_prompt_tokens(prepared, model=QWEN) == text_only + 1369
+    low = prepare_messages(
+        [{"role": "user", "content": ["What is this?", big]}], model=QWEN, detail="low"
+    )
+    assert estimate_prompt_tokens(low, model=QWEN) == text_only + 256
+    url = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "high"}}
+            ],
+        }
+    ]
+    assert estimate_prompt_tokens(url, model=QWEN) == 4 + 1369  # 1024x1024 assumed
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    assert estimate_prompt_tokens(prepared, model=QWEN, tools=tools) > text_only + 1369
