@@ -28,7 +28,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .catalog import ModelSpec, get_model_spec
@@ -180,28 +180,50 @@ class Usage:
     reasoning_tokens: int = 0
     cached_tokens: int = 0
 
+    # minus/at_least/is_zero run once per stream chunk: fields are spelled out (no
+    # ``dataclasses.fields`` walk, no kwargs dict), which makes them several times faster.
+
     def minus(self, earlier: Usage | None) -> Usage:
         """Field-wise increment over ``earlier`` (never negative)."""
         if earlier is None:
             return self
         return Usage(
-            **{
-                f.name: max(0, getattr(self, f.name) - getattr(earlier, f.name))
-                for f in fields(self)
-            }
+            max(0, self.prompt_tokens - earlier.prompt_tokens),
+            max(0, self.completion_tokens - earlier.completion_tokens),
+            max(0, self.total_tokens - earlier.total_tokens),
+            max(0, self.reasoning_tokens - earlier.reasoning_tokens),
+            max(0, self.cached_tokens - earlier.cached_tokens),
         )
 
     def at_least(self, other: Usage | None) -> Usage:
         """Field-wise maximum: cumulative counters only grow."""
         if other is None:
             return self
+        if (
+            self.prompt_tokens >= other.prompt_tokens
+            and self.completion_tokens >= other.completion_tokens
+            and self.total_tokens >= other.total_tokens
+            and self.reasoning_tokens >= other.reasoning_tokens
+            and self.cached_tokens >= other.cached_tokens
+        ):
+            return self  # the usual case: nothing went down
         return Usage(
-            **{f.name: max(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)}
+            max(self.prompt_tokens, other.prompt_tokens),
+            max(self.completion_tokens, other.completion_tokens),
+            max(self.total_tokens, other.total_tokens),
+            max(self.reasoning_tokens, other.reasoning_tokens),
+            max(self.cached_tokens, other.cached_tokens),
         )
 
     @property
     def is_zero(self) -> bool:
-        return not any(getattr(self, f.name) for f in fields(self))
+        return not (
+            self.prompt_tokens
+            or self.completion_tokens
+            or self.total_tokens
+            or self.reasoning_tokens
+            or self.cached_tokens
+        )
 
     @classmethod
     def from_api(cls, usage: Any) -> Usage | None:
@@ -219,12 +241,25 @@ class Usage:
         )
 
 
+_MISSING: Any = object()
+
+
 def _field(obj: Any, name: str) -> Any:
+    """``obj[name]`` of a mapping, else ``obj.name``; ``None`` when absent.
+
+    Called many times per stream chunk: plain dicts and attribute access (SDK
+    objects) are tried before the slower ``Mapping`` check.
+    """
     if obj is None:
         return None
+    if type(obj) is dict:
+        return obj.get(name)
+    value = getattr(obj, name, _MISSING)
+    if value is not _MISSING:
+        return value
     if isinstance(obj, Mapping):
         return obj.get(name)
-    return getattr(obj, name, None)
+    return None
 
 
 def _int(value: Any) -> int:
@@ -421,7 +456,8 @@ class StreamAccumulator:
             self._content.append(content)
         if reasoning:
             self._reasoning.append(reasoning)
-        tool_deltas = tuple(self._add_tool_calls(_field(delta, "tool_calls")))
+        raw_calls = _field(delta, "tool_calls")
+        tool_deltas = tuple(self._add_tool_calls(raw_calls)) if raw_calls else ()
         finish_reason = _field(choice, "finish_reason")
         if finish_reason:
             self.finish_reason = finish_reason

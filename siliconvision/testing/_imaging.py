@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import cast
 
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 
 __all__ = ["PALETTE", "DecodedImage", "ImageDecodeError", "colour_name", "decode_image"]
 
@@ -75,7 +76,15 @@ def colour_name(rgb: tuple[int, int, int]) -> str:
     return best_name
 
 
+_QUANTISE: list[int] = [v >> 4 for v in range(256)] * 3  # 16 levels per RGB channel
+_EXCLUDED = (255, 255, 255)  # a quantised "colour" no real pixel has (levels are 0..15)
+
+
 def _dominant(img: Image.Image) -> tuple[int, int, int]:
+    """Bucket the sampled pixels into 16 levels per channel; the most populated bucket
+    (ties: the largest bucket key) wins and its pixels' mean colour is the answer
+    (exact for solid areas). With transparency, only pixels with alpha >= 128 count,
+    unless there are none. All of it runs in Pillow's C code (no per-colour loop)."""
     has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         img.mode == "P" and "transparency" in img.info
     )
@@ -83,31 +92,28 @@ def _dominant(img: Image.Image) -> tuple[int, int, int]:
     w, h = work.size
     if w > _SAMPLE_SIDE or h > _SAMPLE_SIDE:
         work = work.resize((min(w, _SAMPLE_SIDE), min(h, _SAMPLE_SIDE)), Image.Resampling.NEAREST)
-    sw, sh = work.size
-    colors = work.getcolors(maxcolors=sw * sh + 1) or []
-    pixels: list[tuple[int, tuple[int, ...]]] = []
-    for count, colour in colors:
-        if not isinstance(colour, tuple):  # pragma: no cover - RGB/RGBA give tuples
-            colour = (int(colour),) * 3
-        pixels.append((count, tuple(int(c) for c in colour)))
+    rgb = work.convert("RGB") if has_alpha else work
+    buckets = rgb.point(_QUANTISE)
     if has_alpha:
-        opaque = [(c, col) for c, col in pixels if col[3] >= 128]
-        pixels = opaque or pixels
-    # Bucket into 16 levels per channel; the most populated bucket wins and its
-    # pixels' mean colour is the answer (exact for solid areas).
-    buckets: dict[tuple[int, int, int], list[int]] = {}
-    for count, col in pixels:
-        key = (col[0] >> 4, col[1] >> 4, col[2] >> 4)
-        acc = buckets.setdefault(key, [0, 0, 0, 0])
-        acc[0] += count
-        acc[1] += col[0] * count
-        acc[2] += col[1] * count
-        acc[3] += col[2] * count
-    if not buckets:  # pragma: no cover - an image always has pixels
+        opaque = work.getchannel("A").point([0] * 128 + [255] * 128)
+        if opaque.getextrema()[1] == 255:
+            buckets = Image.composite(buckets, Image.new("RGB", buckets.size, _EXCLUDED), opaque)
+    sw, sh = buckets.size
+    counts = [
+        (count, cast(tuple[int, int, int], colour))
+        for count, colour in buckets.getcolors(maxcolors=sw * sh + 1) or []
+        if colour != _EXCLUDED
+    ]
+    if not counts:  # pragma: no cover - an image always has pixels
         return (0, 0, 0)
-    _, acc = max(buckets.items(), key=lambda kv: (kv[1][0], kv[0]))
-    n = acc[0]
-    return (round(acc[1] / n), round(acc[2] / n), round(acc[3] / n))
+    _, key = max(counts)
+    chosen: Image.Image | None = None
+    for band, level in zip(buckets.split(), key, strict=True):
+        match = band.point([255 if v == level else 0 for v in range(256)])
+        chosen = match if chosen is None else ImageChops.darker(chosen, match)
+    stat = ImageStat.Stat(rgb, chosen)
+    n = stat.count[0]
+    return (round(stat.sum[0] / n), round(stat.sum[1] / n), round(stat.sum[2] / n))
 
 
 def decode_image(data: bytes) -> DecodedImage:

@@ -64,8 +64,9 @@ class ReceivedRequest:
     the emulator answered (0 while unanswered, e.g. when stalled). The extra fields
     make the behaviour knobs observable without wall-clock asserts: ``latency`` and
     ``chunk_delay`` applied, ``chunks_sent`` (SSE data events written, ``[DONE]``
-    excluded), ``error_code`` (SiliconCloud's ``code`` of an error answer) and
-    ``reply_content`` (the assistant content sent, possibly truncated).
+    excluded), ``error_code`` (SiliconCloud's ``code`` of an error answer),
+    ``reply_content`` (the assistant content sent, possibly truncated) and
+    ``body_size`` (bytes of the request body as received: what the client uploaded).
 
     Example:
         >>> req = emu.last_request  # doctest: +SKIP
@@ -90,6 +91,7 @@ class ReceivedRequest:
     reply_content: str | None = None
     received_at: float = 0.0
     finished_at: float | None = None
+    body_size: int = 0
 
 
 @dataclass

@@ -461,6 +461,7 @@ class _Handler(BaseHTTPRequestHandler):
             model=None,
             stream=False,
             received_at=time.monotonic(),
+            body_size=len(raw),
         )
         parsed: Any = None
         malformed = False

@@ -1,0 +1,138 @@
+"""Synthetic, deterministic test images (no downloads), cached on disk.
+
+The "photos" are camera-like JPEGs: a smooth sky, textured ground at several
+scales, a few objects with hard edges and sensor grain, saved at quality 92 as
+phones do (about 2.5 bits per pixel, so a 12 MP photo is 3-4 MB).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
+
+__all__ = ["MediaSet", "make_media", "photo_bytes"]
+
+_VERSION = 1
+
+
+def _photo(width: int, height: int, *, grain: float, grain_mix: float, seed: int) -> Image.Image:
+    rnd = random.Random(seed)
+    w, h = width, height
+    gradient = Image.linear_gradient("L").resize((w, h), Image.Resampling.BILINEAR)
+    coarse = Image.effect_noise((max(1, w // 24), max(1, h // 24)), 64).resize(
+        (w, h), Image.Resampling.BICUBIC
+    )
+    medium = Image.effect_noise((max(1, w // 6), max(1, h // 6)), 40).resize(
+        (w, h), Image.Resampling.BICUBIC
+    )
+    red = ImageChops.add(ImageChops.multiply(gradient, coarse), medium, scale=1.6, offset=-20)
+    green = Image.blend(coarse, gradient, 0.5)
+    blue = Image.blend(ImageChops.invert(gradient), medium, 0.4)
+    ground = Image.merge("RGB", (red, green, blue))
+    sky = Image.merge(
+        "RGB",
+        (
+            gradient.point(lambda v: 90 + v // 3),
+            gradient.point(lambda v: 140 + v // 4),
+            gradient.point(lambda v: 230 - v // 8),
+        ),
+    )
+    horizon = int(h * 0.38)
+    mask = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(mask).rectangle((0, horizon, w, h), fill=255)
+    mask = mask.filter(ImageFilter.BoxBlur(max(1, h // 200)))
+    scene = Image.composite(ground, sky, mask)
+    draw = ImageDraw.Draw(scene)
+    for _ in range(6):
+        cx, cy = rnd.randrange(w), rnd.randrange(horizon // 2, h)
+        rx, ry = rnd.randrange(w // 30, w // 8), rnd.randrange(h // 30, h // 8)
+        colour = (rnd.randrange(256), rnd.randrange(256), rnd.randrange(256))
+        draw.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=colour)
+    fine = Image.effect_noise((w, h), grain)
+    return Image.blend(scene, Image.merge("RGB", (fine, fine, fine)), grain_mix)
+
+
+def photo_bytes(
+    width: int,
+    height: int,
+    *,
+    quality: int = 92,
+    grain: float = 30.0,
+    grain_mix: float = 0.12,
+    seed: int = 0,
+) -> bytes:
+    """A photo-like JPEG of ``width`` x ``height``."""
+    image = _photo(width, height, grain=grain, grain_mix=grain_mix, seed=seed)
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class MediaSet:
+    """Paths of the benchmark's images."""
+
+    small: Path  # 256x256 JPEG: sent as it is by every client
+    photo: Path  # 4000x3000 JPEG, 12 MP (a phone photo)
+    huge: Path  # 6000x4000 JPEG, 24 MP
+    heavy: Path  # about 20 MB JPEG, 4000x3000 (within what the server keeps at high detail)
+    heavy_big: Path  # about 20 MB JPEG, 8000x6000 (48 MP: downsized at high detail)
+
+
+def _cached(directory: Path, name: str, make: object) -> Path:
+    path = directory / name
+    if not path.exists():
+        assert callable(make)
+        data = make()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
+
+
+def make_media(directory: Path | None = None, *, quick: bool = False) -> MediaSet:
+    """Create (once) and return the images; ``quick``: tiny stand-ins for smoke tests."""
+    base = directory or Path(tempfile.gettempdir()) / f"siliconvision-bench-media-v{_VERSION}"
+    base = base / ("quick" if quick else "full")
+    base.mkdir(parents=True, exist_ok=True)
+
+    def small() -> bytes:
+        return photo_bytes(256, 256, seed=1)
+
+    if quick:
+        # Same shapes of problem, 1/10 of the sides: fast enough for the test suite.
+        return MediaSet(
+            small=_cached(base, "small.jpg", small),
+            photo=_cached(base, "photo.jpg", lambda: photo_bytes(1600, 1200, seed=2)),
+            huge=_cached(base, "huge.jpg", lambda: photo_bytes(4200, 2800, seed=3)),
+            heavy=_cached(
+                base,
+                "heavy.jpg",
+                lambda: photo_bytes(800, 600, quality=100, grain=128, grain_mix=0.6, seed=4),
+            ),
+            heavy_big=_cached(
+                base,
+                "heavy_big.jpg",
+                lambda: photo_bytes(4800, 3600, quality=75, seed=5),
+            ),
+        )
+    return MediaSet(
+        small=_cached(base, "small.jpg", small),
+        photo=_cached(base, "photo.jpg", lambda: photo_bytes(4000, 3000, seed=2)),
+        huge=_cached(base, "huge.jpg", lambda: photo_bytes(6000, 4000, seed=3)),
+        heavy=_cached(
+            base,
+            "heavy.jpg",
+            lambda: photo_bytes(4000, 3000, quality=100, grain=128, grain_mix=0.72, seed=4),
+        ),
+        heavy_big=_cached(
+            base,
+            "heavy_big.jpg",
+            lambda: photo_bytes(8000, 6000, quality=93, grain=60, grain_mix=0.14, seed=5),
+        ),
+    )

@@ -1,0 +1,21 @@
+"""One module per scenario; each has ``run(ctx) -> ScenarioResult``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .._common import Context, ScenarioResult
+from . import concurrency, imports, memory, overhead, photos, repeated, streaming
+
+__all__ = ["SCENARIOS"]
+
+SCENARIOS: dict[str, Callable[[Context], ScenarioResult]] = {
+    "overhead": overhead.run,
+    "streaming": streaming.run,
+    "photo_low": photos.run_low,
+    "photo_high": photos.run_high,
+    "repeated": repeated.run,
+    "concurrency": concurrency.run,
+    "memory": memory.run,
+    "imports": imports.run,
+}

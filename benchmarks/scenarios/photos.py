@@ -1,0 +1,191 @@
+"""Large photos from a path: detail=low (4000x3000) and detail=high (6000x4000)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from PIL import Image
+
+from .._common import (
+    Check,
+    Context,
+    Metric,
+    Row,
+    ScenarioResult,
+    clear_image_cache,
+    median,
+    profile_top,
+    quiet_gc,
+)
+from .._variants import MODEL, ImageArg, Variant
+from ._util import OURS, PEERS, instances, ratio_check
+
+QUESTION = "Describe this photo."
+UPLINK_MBIT = 100  # for the informational "with a real uplink" column
+
+
+def _measure(
+    ctx: Context, variants: list[Variant], image: ImageArg, reps: int
+) -> dict[str, dict[str, float | int | str]]:
+    walls: dict[str, list[float]] = {v.key: [] for v in variants}
+    seen: dict[str, tuple[int, int, int, int]] = {}
+    for rep in range(reps):
+        shift = rep % len(variants)
+        for variant in variants[shift:] + variants[:shift]:
+            clear_image_cache()  # every call starts cold: no help from an earlier one
+            start = ctx.server.count()
+            with quiet_gc():
+                t0 = time.perf_counter()
+                variant.ask(QUESTION, image)
+                walls[variant.key].append(time.perf_counter() - t0)
+            request = ctx.server.requests(start)[-1]
+            sent = request.images[0]
+            seen[variant.key] = (request.body_size, sent.width, sent.height, sent.byte_size)
+    out: dict[str, dict[str, float | int | str]] = {}
+    for variant in variants:
+        body, width, height, image_bytes = seen[variant.key]
+        wall_ms = median(walls[variant.key]) * 1000
+        out[variant.key] = {
+            "wall_ms": wall_ms,
+            "body_kb": body / 1024,
+            "sent": f"{width}x{height}",
+            "image_kb": image_bytes / 1024,
+            "uplink_ms": wall_ms + body * 8 / (UPLINK_MBIT * 1e6) * 1000,
+            "width": width,
+            "height": height,
+        }
+    return out
+
+
+def _result(
+    ctx: Context,
+    key: str,
+    title: str,
+    path: Path,
+    detail: str,
+    reps: int,
+) -> tuple[ScenarioResult, list[Variant], ImageArg, tuple[int, int]]:
+    from siliconvision.tokens import server_image_size
+
+    ctx.server.set(latency=0.0, chunk_delay=0.0, reply_chunks=None)
+    with Image.open(path) as img:
+        width, height = img.size
+    kept = server_image_size(width, height, model=MODEL, detail=detail)  # type: ignore[arg-type]
+    image = ImageArg(path, detail)
+    variants = instances(ctx, key)
+    for variant in variants:  # warm-up with the small image: connections, imports
+        variant.ask(QUESTION, ImageArg(ctx.media.small, detail))
+    data = _measure(ctx, variants, image, reps)
+    result = ScenarioResult(
+        key=key,
+        title=title,
+        description=(
+            f"A {width}x{height} JPEG ({path.stat().st_size / 1e6:.1f} MB) from a path, "
+            f"detail={detail}, model {MODEL} (the server keeps {kept[0]}x{kept[1]} by the "
+            f"token rules), emulator latency 0; median of {reps} cold calls per client "
+            "(our image cache emptied before each). Bytes sent: the request body as the "
+            "emulator received it. The last column adds the upload time of that body at "
+            f"{UPLINK_MBIT} Mbit/s (an estimate, for reading only; loopback uploads are free)."
+            if kept
+            else ""
+        ),
+        metrics=[
+            Metric("wall_ms", "end-to-end (ms)", "{:.1f}"),
+            Metric("body_kb", "bytes sent (KiB)", "{:,.0f}"),
+            Metric("sent", "image as sent", "{}", ratio=False),
+            Metric("image_kb", "image bytes (KiB)", "{:,.0f}"),
+            Metric("uplink_ms", f"est. at {UPLINK_MBIT} Mbit/s (ms)", "{:,.0f}"),
+        ],
+        rows=[Row(v.key, v.label, v.group, dict(data[v.key])) for v in variants],
+    )
+    assert kept is not None
+    return result, variants, image, kept
+
+
+def _profile_failures(result: ScenarioResult, variants: list[Variant], image: ImageArg) -> None:
+    for variant in variants:
+        failed = any(
+            c.passed is False and c.target.startswith(variant.label + ":") for c in result.checks
+        )
+        if failed:
+
+            def call(v: Variant = variant) -> None:
+                clear_image_cache()
+                v.ask(QUESTION, image)
+
+            result.profiles[variant.label] = profile_top(call, repeat=3)
+
+
+def run_low(ctx: Context) -> ScenarioResult:
+    result, variants, image, _ = _result(
+        ctx,
+        "photo_low",
+        "Large photo, detail=low",
+        ctx.media.photo,
+        "low",
+        ctx.settings.photo_reps,
+    )
+    keys = {v.key for v in variants}
+    peers = [p for p in PEERS if p in keys]
+    for key in OURS:
+        if key not in keys:
+            continue
+        row = result.row(key)
+        assert row is not None
+        ours = float(row.values["body_kb"])
+        if peers:
+            worst = max(ours / float(result.value(p, "body_kb")) for p in peers)
+            result.checks.append(
+                Check(
+                    f"{row.label}: bytes sent <= 2% of every peer's",
+                    worst <= 0.02,
+                    f"{worst * 100:.2f}% of the peer that sends least",
+                )
+            )
+        else:
+            share = ours / float(result.value("raw", "body_kb"))
+            result.checks.append(
+                Check(
+                    f"{row.label}: bytes sent <= 2% of every peer's",
+                    None,
+                    f"peers not installed; {share * 100:.2f}% of the raw SDK's",
+                )
+            )
+        result.checks.append(ratio_check(result, key, PEERS, "wall_ms", "end-to-end time"))
+    if not ctx.settings.quick:
+        _profile_failures(result, variants, image)
+    for variant in variants:
+        variant.close()
+    return result
+
+
+def run_high(ctx: Context) -> ScenarioResult:
+    result, variants, image, (kept_w, kept_h) = _result(
+        ctx,
+        "photo_high",
+        "Very large photo, detail=high",
+        ctx.media.huge,
+        "high",
+        ctx.settings.huge_reps,
+    )
+    keys = {v.key for v in variants}
+    for key in OURS:
+        if key not in keys:
+            continue
+        row = result.row(key)
+        assert row is not None
+        width, height = int(row.values["width"]), int(row.values["height"])
+        result.checks.append(
+            Check(
+                f"{row.label}: no more pixels sent than the server keeps ({kept_w}x{kept_h})",
+                width <= kept_w and height <= kept_h,
+                f"sent {width}x{height}",
+            )
+        )
+        result.checks.append(ratio_check(result, key, PEERS, "wall_ms", "end-to-end time"))
+    if not ctx.settings.quick:
+        _profile_failures(result, variants, image)
+    for variant in variants:
+        variant.close()
+    return result
