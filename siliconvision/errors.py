@@ -14,10 +14,9 @@ keeps working, and whose message carries the status, SiliconCloud's code and tex
 
 from __future__ import annotations
 
+import importlib
 import json
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "ContentError",
@@ -71,61 +70,6 @@ class IncompleteStreamError(SiliconVisionError):
         super().__init__(message)
 
 
-class SiliconCloudAPIError(SiliconVisionError, openai.APIStatusError):
-    """An HTTP error from SiliconCloud, with its code and text.
-
-    Attributes: ``status_code``, ``siliconcloud_code`` (``None`` when the body has
-    none), ``siliconcloud_message``, ``trace_id`` (``x-siliconcloud-trace-id``).
-    """
-
-    siliconcloud_code: int | None
-    siliconcloud_message: str
-    trace_id: str | None
-
-    def __init__(self, message: str, *, response: Any, body: object | None) -> None:
-        super().__init__(message, response=response, body=body)
-        self.siliconcloud_code, self.siliconcloud_message = parse_error_body(body)
-        self.trace_id = response.headers.get(TRACE_HEADER)
-
-
-class SiliconCloudBadRequestError(SiliconCloudAPIError, openai.BadRequestError):
-    """HTTP 400: unknown model (20012), invalid parameter (20015), bad image URL (20040)."""
-
-
-class SiliconCloudAuthenticationError(SiliconCloudAPIError, openai.AuthenticationError):
-    """HTTP 401: the key is invalid (keys are bound to the region of ``base_url``)."""
-
-
-class SiliconCloudPermissionDeniedError(SiliconCloudAPIError, openai.PermissionDeniedError):
-    """HTTP 403: forbidden, or the balance is insufficient (30001)."""
-
-
-class SiliconCloudNotFoundError(SiliconCloudAPIError, openai.NotFoundError):
-    """HTTP 404: usually a wrong ``base_url`` path."""
-
-
-class SiliconCloudRateLimitError(SiliconCloudAPIError, openai.RateLimitError):
-    """HTTP 429: RPM/RPD/TPM/TPD/IPM/IPD limit reached (retried by the SDK)."""
-
-
-class SiliconCloudInternalServerError(SiliconCloudAPIError, openai.InternalServerError):
-    """HTTP 5xx: overloaded (50505), busy (50603), gateway time-out (retried by the SDK)."""
-
-
-_BY_STATUS: dict[int, type[SiliconCloudAPIError]] = {
-    400: SiliconCloudBadRequestError,
-    401: SiliconCloudAuthenticationError,
-    403: SiliconCloudPermissionDeniedError,
-    404: SiliconCloudNotFoundError,
-    429: SiliconCloudRateLimitError,
-}
-
-_HINTS: dict[int, str] = {
-    401: " (SiliconCloud keys are region-bound: a .com key fails on .cn and vice versa;"
-    " check base_url)",
-}
-
-
 def parse_error_body(body: object) -> tuple[int | None, str]:
     """(code, message) from any SiliconCloud error body: object, bare string or raw text."""
     if isinstance(body, (bytes, bytearray)):
@@ -151,23 +95,39 @@ def parse_error_body(body: object) -> tuple[int | None, str]:
     return None, "" if body is None else str(body)
 
 
-def map_status_error(response: Any, body: object | None = None) -> SiliconCloudAPIError:
-    """The exception for an error ``response`` (an ``httpx`` response) and its body.
+# The HTTP error classes subclass ``openai``'s, so defining them imports the SDK
+# (about 0.3 s). They live in ``_api_errors`` and load on first use, which keeps
+# ``import siliconvision`` and the adapters' imports cheap.
+_API_ERRORS = frozenset(
+    {
+        "SiliconCloudAPIError",
+        "SiliconCloudAuthenticationError",
+        "SiliconCloudBadRequestError",
+        "SiliconCloudInternalServerError",
+        "SiliconCloudNotFoundError",
+        "SiliconCloudPermissionDeniedError",
+        "SiliconCloudRateLimitError",
+        "map_status_error",
+    }
+)
 
-    ``body`` defaults to the response's text. The message never contains request
-    headers, so the API key cannot leak through it.
-    """
-    if body is None:
-        try:
-            body = response.json()
-        except Exception:
-            body = response.text
-    status = int(response.status_code)
-    code, text = parse_error_body(body)
-    code_part = f" (code {code})" if code is not None else ""
-    message = f"SiliconCloud HTTP {status}{code_part}: {text or '(empty body)'}"
-    message += _HINTS.get(status, "")
-    cls = _BY_STATUS.get(status)
-    if cls is None:
-        cls = SiliconCloudInternalServerError if status >= 500 else SiliconCloudAPIError
-    return cls(message, response=response, body=body)
+
+def __getattr__(name: str) -> Any:
+    if name in _API_ERRORS:
+        value = getattr(importlib.import_module("._api_errors", __package__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    from ._api_errors import (
+        SiliconCloudAPIError,
+        SiliconCloudAuthenticationError,
+        SiliconCloudBadRequestError,
+        SiliconCloudInternalServerError,
+        SiliconCloudNotFoundError,
+        SiliconCloudPermissionDeniedError,
+        SiliconCloudRateLimitError,
+        map_status_error,
+    )
