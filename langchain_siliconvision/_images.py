@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from siliconvision.catalog import Detail
-from siliconvision.errors import ImageInputError
+from siliconvision.errors import ContentError, ImageInputError
 from siliconvision.images import ImageSource, is_image_url, prepare_image
 
 __all__ = ["image_block"]
@@ -43,7 +43,8 @@ def image_block(
         ... ])  # doctest: +SKIP
     """
     if detail is not None and detail not in ("low", "high", "auto"):
-        raise ValueError(f"detail must be 'low', 'high' or 'auto', got {detail!r}")
+        # ContentError (a ValueError): the package's documented input error, like the rest
+        raise ContentError(f"detail must be 'low', 'high' or 'auto', got {detail!r}")
     block: dict[str, Any]
     if isinstance(source, str) and is_image_url(source):
         prepared = prepare_image(source, model=model, detail=detail, cache=None)

@@ -656,7 +656,9 @@ class ChatSiliconVision(BaseChatModel):
     # ------------------------------------------------------------------ client
 
     def _client_key(self) -> tuple[Any, ...]:
-        key = self.api_key.get_secret_value() if self.api_key is not None else None
+        # The SecretStr itself, not its value: it compares and hashes by value, and its
+        # repr stays masked (error reporters show locals and attributes).
+        key = self.api_key
         headers = tuple(sorted((self.default_headers or {}).items()))
         return (
             key,

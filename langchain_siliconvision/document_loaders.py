@@ -141,7 +141,8 @@ class SiliconVisionCaptionLoader(BaseLoader):
         self.llm = llm
         self._client = client
         self.model = model
-        self.api_key = api_key
+        # Kept masked: a SecretStr never shows the key in a repr, a debugger or a report.
+        self.api_key = SecretStr(api_key) if isinstance(api_key, str) else api_key
         self.base_url = base_url
         self.prompt = prompt
         self.detail = detail

@@ -59,9 +59,8 @@ class SiliconVisionEmbeddings(BaseModel, Embeddings):
         return resolve_base_url(value)
 
     def _key(self) -> tuple[Any, ...]:
-        secret = self.api_key.get_secret_value() if self.api_key is not None else None
         return (
-            secret,
+            self.api_key,  # a SecretStr: compared by value, masked in any repr
             self.base_url,
             self.timeout,
             self.max_retries,

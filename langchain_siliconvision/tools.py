@@ -28,6 +28,7 @@ from siliconvision.guards import (
     DEFAULT_MAX_FILE_BYTES,
     AllowedFile,
     GuardError,
+    Resolver,
     check_image_argument,
 )
 
@@ -94,6 +95,9 @@ class SiliconVisionTool(BaseTool):
     """Image detail for this tool's requests (default: the llm's)."""
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     """Local files larger than this are refused."""
+    resolver: Resolver | None = Field(default=None, exclude=True)
+    """``resolver(host, port)`` -> addresses, replacing DNS for the URL check (tests,
+    custom DNS); as in :class:`llama_index_siliconvision.SiliconVisionToolSpec`."""
 
     _url_llm: ChatSiliconVision | None = PrivateAttr(default=None)
 
@@ -110,6 +114,7 @@ class SiliconVisionTool(BaseTool):
                 image,
                 allowed_dirs=self.allowed_dirs,
                 allow_private_urls=self.allow_private_urls,
+                resolver=self.resolver,
                 max_bytes=self.max_file_bytes,
             )
         except GuardError as exc:

@@ -33,6 +33,8 @@ from siliconvision.catalog import Detail, ImageOrder
 from siliconvision.client import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
+    DEFAULT_RETRY_INITIAL_DELAY,
+    DEFAULT_RETRY_MAX_DELAY,
     AsyncChatStream,
     ChatStream,
     SiliconVisionClient,
@@ -164,6 +166,18 @@ class SiliconVision(FunctionCallingLLM):
     )
     timeout: float | None = Field(default=60.0, description="Request time-out in seconds.")
     max_retries: int = Field(default=2, ge=0, description="SDK retries on 429 and 5xx.")
+    retry_initial_delay: float = Field(
+        default=DEFAULT_RETRY_INITIAL_DELAY,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds before the first retry; doubled per retry.",
+    )
+    retry_max_delay: float = Field(
+        default=DEFAULT_RETRY_MAX_DELAY,
+        ge=0,
+        allow_inf_nan=False,
+        description="Longest wait between two attempts (Retry-After included).",
+    )
     fetch_urls: bool = Field(
         default=False, description="Download URL images client-side (else sent as URLs)."
     )
@@ -217,6 +231,8 @@ class SiliconVision(FunctionCallingLLM):
             self.image_order,
             self.timeout,
             self.max_retries,
+            self.retry_initial_delay,
+            self.retry_max_delay,
             self.fetch_urls,
         )
         if self._client is None or self._client_config != config:
@@ -228,6 +244,8 @@ class SiliconVision(FunctionCallingLLM):
                 image_order=self.image_order,
                 timeout=self.timeout,
                 max_retries=self.max_retries,
+                retry_initial_delay=self.retry_initial_delay,
+                retry_max_delay=self.retry_max_delay,
                 fetch_urls=self.fetch_urls,
                 http_client=self._http_client,
                 http_async_client=self._http_async_client,

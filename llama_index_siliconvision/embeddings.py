@@ -24,6 +24,8 @@ from siliconvision.client import (
     DEFAULT_BASE_URL,
     DEFAULT_EMBEDDING_MODEL,
     DEFAULT_MODEL,
+    DEFAULT_RETRY_INITIAL_DELAY,
+    DEFAULT_RETRY_MAX_DELAY,
     SiliconVisionClient,
     resolve_api_key,
     resolve_base_url,
@@ -63,6 +65,18 @@ class SiliconVisionEmbedding(MultiModalEmbedding):
     )
     timeout: float | None = Field(default=60.0, description="Request time-out in seconds.")
     max_retries: int = Field(default=2, ge=0, description="SDK retries on 429 and 5xx.")
+    retry_initial_delay: float = Field(
+        default=DEFAULT_RETRY_INITIAL_DELAY,
+        ge=0,
+        allow_inf_nan=False,
+        description="Seconds before the first retry; doubled per retry.",
+    )
+    retry_max_delay: float = Field(
+        default=DEFAULT_RETRY_MAX_DELAY,
+        ge=0,
+        allow_inf_nan=False,
+        description="Longest wait between two attempts (Retry-After included).",
+    )
 
     _api_key: SecretStr | None = PrivateAttr(default=None)
     _client: SiliconVisionClient | None = PrivateAttr(default=None)
@@ -93,6 +107,8 @@ class SiliconVisionEmbedding(MultiModalEmbedding):
                 model=self.caption_model,
                 timeout=self.timeout,
                 max_retries=self.max_retries,
+                retry_initial_delay=self.retry_initial_delay,
+                retry_max_delay=self.retry_max_delay,
             )
         return self._client
 

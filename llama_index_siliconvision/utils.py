@@ -62,7 +62,7 @@ from PIL import Image as PILImage
 
 from siliconvision.catalog import ModelSpec, get_model_spec
 from siliconvision.content import Image, Video
-from siliconvision.errors import ContentError
+from siliconvision.errors import ContentError, ImageInputError
 from siliconvision.images import is_data_uri, is_image_url
 from siliconvision.wire import (
     EXTRA_FIELDS,
@@ -129,7 +129,11 @@ def image_block_to_item(block: ImageBlock, where: str = "ImageBlock") -> Image:
     if block.image is not None:
         # Inline bytes are stored base64-encoded by LlamaIndex; resolve_image decodes
         # them (and never fetches anything when ``image`` is set).
-        return Image(block.resolve_image().read(), detail=detail)
+        try:
+            data = block.resolve_image().read()
+        except ValueError as exc:  # LlamaIndex: "resolve_image returned zero bytes"
+            raise ImageInputError(where, f"ImageBlock image is unusable: {exc}") from None
+        return Image(data, detail=detail)
     if block.path is not None:
         return Image(Path(block.path), detail=detail)
     if block.url is not None:

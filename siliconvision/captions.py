@@ -69,8 +69,6 @@ RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
     openai.APIConnectionError,
 )
 
-_MAX_BACKOFF = 30.0
-
 
 def iter_image_files(
     paths: Iterable[str | os.PathLike[str]], *, recursive: bool = True
@@ -215,11 +213,11 @@ def _describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _backoff_delay(attempt: int, base: float) -> float:
-    """Exponential backoff with jitter: ``base * 2**(attempt-1)``, times 0.5-1."""
+def _backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with jitter: ``base * 2**(attempt-1)``, at most ``cap``, times 0.5-1."""
     if base <= 0:
         return 0.0
-    return float(min(_MAX_BACKOFF, base * 2.0 ** (attempt - 1)) * (0.5 + random.random() / 2))
+    return float(min(cap, base * 2.0 ** (attempt - 1)) * (0.5 + random.random() / 2))
 
 
 @dataclass(frozen=True)
@@ -231,14 +229,15 @@ class _Job:
     detail: Detail
     max_attempts: int
     retry_backoff: float
+    max_backoff: float
 
 
-def _check_batch_args(concurrency: int, max_attempts: int, retry_backoff: float) -> None:
+def _check_batch_args(concurrency: int, max_attempts: int, retry_backoff: float | None) -> None:
     if not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
     if not isinstance(max_attempts, int) or max_attempts < 1:
         raise ValueError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
-    if retry_backoff < 0:
+    if retry_backoff is not None and not retry_backoff >= 0:
         raise ValueError(f"retry_backoff must be >= 0, got {retry_backoff!r}")
 
 
@@ -249,7 +248,7 @@ def _make_job(
     model: str | None,
     detail: Detail | None,
     max_attempts: int,
-    retry_backoff: float,
+    retry_backoff: float | None,
 ) -> _Job:
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("prompt must be a non-empty string")
@@ -261,7 +260,10 @@ def _make_job(
             "(see `siliconvision models`)"
         )
     resolved = resolve_detail(detail, client.detail, spec=spec)
-    return _Job(prompt, model_id, resolved, max_attempts, retry_backoff)
+    # One retry policy: the client's backoff (``retry_initial_delay``/``retry_max_delay``)
+    # also paces the attempts made here, unless ``retry_backoff`` is given.
+    backoff = client.retry_initial_delay if retry_backoff is None else retry_backoff
+    return _Job(prompt, model_id, resolved, max_attempts, backoff, client.retry_max_delay)
 
 
 def _unique(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -326,7 +328,7 @@ def _caption_one(client: SiliconVisionClient, path: Path, job: _Job) -> CaptionR
             except RETRYABLE_ERRORS:
                 if attempts >= job.max_attempts:
                     raise
-                time.sleep(_backoff_delay(attempts, job.retry_backoff))
+                time.sleep(_backoff_delay(attempts, job.retry_backoff, job.max_backoff))
     except Exception as exc:
         record = _failed(path, job, exc, base)
         return _with(record, attempts=attempts)
@@ -348,7 +350,7 @@ async def _acaption_one(client: SiliconVisionClient, path: Path, job: _Job) -> C
             except RETRYABLE_ERRORS:
                 if attempts >= job.max_attempts:
                     raise
-                await asyncio.sleep(_backoff_delay(attempts, job.retry_backoff))
+                await asyncio.sleep(_backoff_delay(attempts, job.retry_backoff, job.max_backoff))
     except Exception as exc:
         record = _failed(path, job, exc, base)
         return _with(record, attempts=attempts)
@@ -363,7 +365,7 @@ def caption_images(
     detail: Detail | None = None,
     concurrency: int = 4,
     max_attempts: int = 3,
-    retry_backoff: float = 1.0,
+    retry_backoff: float | None = None,
     on_record: Callable[[CaptionRecord], None] | None = None,
 ) -> Iterator[CaptionRecord]:
     """Caption ``paths``, yielding one :class:`CaptionRecord` per image as each finishes.
@@ -379,7 +381,8 @@ def caption_images(
       API error becomes a record with ``error`` set. Rate limits (429), server
       errors (5xx), connection errors and time-outs are retried up to
       ``max_attempts`` requests per image (on top of the SDK's own ``max_retries``),
-      with exponential backoff from ``retry_backoff`` seconds.
+      with exponential backoff from ``retry_backoff`` seconds (default: the client's
+      ``retry_initial_delay``), each wait at most the client's ``retry_max_delay``.
     - ``on_record`` is called with each record, in the iterating thread, just before
       it is yielded.
 
@@ -449,7 +452,7 @@ def acaption_images(
     detail: Detail | None = None,
     concurrency: int = 4,
     max_attempts: int = 3,
-    retry_backoff: float = 1.0,
+    retry_backoff: float | None = None,
     on_record: Callable[[CaptionRecord], None] | None = None,
 ) -> AsyncIterator[CaptionRecord]:
     """The async twin of :func:`caption_images` (same arguments, same guarantees).

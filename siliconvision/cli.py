@@ -3,7 +3,8 @@
     siliconvision ask IMAGE... -q QUESTION [--model M] [--detail low|high|auto]
                       [--image-order auto|images_first|preserve] [--stream]
     siliconvision caption DIR_OR_FILES... --out FILE.jsonl [--model M] [--detail D]
-                      [--concurrency N] [--prompt TEXT]
+                      [--concurrency N] [--prompt TEXT] [--max-attempts N]
+                      [--max-retries N] [--retry-delay S] [--retry-max-delay S]
     siliconvision emulator [--port N] [--host 127.0.0.1]
     siliconvision models [--remote]
 
@@ -50,6 +51,8 @@ from .client import (
     API_KEY_ENV_VARS,
     BASE_URL_ENV_VAR,
     DEFAULT_MODEL,
+    DEFAULT_RETRY_INITIAL_DELAY,
+    DEFAULT_RETRY_MAX_DELAY,
     MissingAPIKeyError,
     SiliconVisionClient,
     resolve_api_key,
@@ -80,6 +83,26 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
 
 
@@ -155,6 +178,27 @@ def _build_parser() -> _Parser:
         help="requests per image on rate limits and server errors (default 3)",
     )
     caption.add_argument(
+        "--max-retries",
+        type=_non_negative_int,
+        default=2,
+        help="retries of each request by the HTTP client on 429, 5xx and network errors "
+        "(default 2)",
+    )
+    caption.add_argument(
+        "--retry-delay",
+        type=_seconds,
+        default=DEFAULT_RETRY_INITIAL_DELAY,
+        metavar="SECONDS",
+        help=f"first backoff wait, doubled per retry (default {DEFAULT_RETRY_INITIAL_DELAY:g})",
+    )
+    caption.add_argument(
+        "--retry-max-delay",
+        type=_seconds,
+        default=DEFAULT_RETRY_MAX_DELAY,
+        metavar="SECONDS",
+        help=f"longest backoff wait (default {DEFAULT_RETRY_MAX_DELAY:g})",
+    )
+    caption.add_argument(
         "--no-recursive", action="store_true", help="do not descend into sub-directories"
     )
     caption.set_defaults(func=_cmd_caption)
@@ -203,11 +247,21 @@ _EMULATOR_NOTICE = (
 
 @contextlib.contextmanager
 def _connect(
-    *, model: str, detail: Detail | None = None, image_order: ImageOrder = "auto"
+    *,
+    model: str,
+    detail: Detail | None = None,
+    image_order: ImageOrder = "auto",
+    **retry: Any,
 ) -> Iterator[SiliconVisionClient]:
     """A client for SiliconCloud if a key is set, else for a local emulator run for the
-    duration of the ``with`` block."""
-    settings: dict[str, Any] = {"model": model, "detail": detail, "image_order": image_order}
+    duration of the ``with`` block. ``retry``: ``max_retries``, ``retry_initial_delay``,
+    ``retry_max_delay``."""
+    settings: dict[str, Any] = {
+        "model": model,
+        "detail": detail,
+        "image_order": image_order,
+        **retry,
+    }
     if resolve_api_key() is not None:
         with SiliconVisionClient(**settings) as client:
             yield client
@@ -359,7 +413,13 @@ def _cmd_caption(args: argparse.Namespace) -> int:
     failures: list[CaptionRecord] = []
     progress = _Progress(len(todo), sys.stderr)
     with (
-        _connect(model=args.model, detail=args.detail) as client,
+        _connect(
+            model=args.model,
+            detail=args.detail,
+            max_retries=args.max_retries,
+            retry_initial_delay=args.retry_delay,
+            retry_max_delay=args.retry_max_delay,
+        ) as client,
         _open_for_append(out_path) as out,
     ):
         records = caption_images(

@@ -17,15 +17,18 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import random
 import threading
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import openai
 from pydantic import SecretStr
+from typing_extensions import Self
 
 from .catalog import Detail, ImageOrder, ModelSpec, get_model_spec
 from .content import Image, prepare_messages
@@ -43,14 +46,18 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_EMBEDDING_MODEL",
     "DEFAULT_MODEL",
+    "DEFAULT_RETRY_INITIAL_DELAY",
+    "DEFAULT_RETRY_MAX_DELAY",
     "AsyncChatStream",
     "AsyncSiliconCloudOpenAI",
     "ChatStream",
     "MissingAPIKeyError",
     "SiliconCloudOpenAI",
     "SiliconVisionClient",
+    "check_retry_delays",
     "resolve_api_key",
     "resolve_base_url",
+    "retry_delay",
 ]
 
 DEFAULT_BASE_URL = "https://api.siliconflow.cn/v1"
@@ -58,6 +65,10 @@ DEFAULT_MODEL = "Qwen/Qwen2.5-VL-72B-Instruct"
 DEFAULT_EMBEDDING_MODEL = "BAAI/bge-m3"
 API_KEY_ENV_VARS = ("SILICONFLOW_API_KEY", "SILICONCLOUD_API_KEY")
 BASE_URL_ENV_VAR = "SILICONFLOW_BASE_URL"
+DEFAULT_RETRY_INITIAL_DELAY = 0.5
+"""Seconds before the first retry (the ``openai`` SDK's own default); doubles per retry."""
+DEFAULT_RETRY_MAX_DELAY = 8.0
+"""The longest wait between two attempts (the SDK's own default), ``Retry-After`` included."""
 
 
 class MissingAPIKeyError(SiliconVisionError, openai.OpenAIError):
@@ -84,8 +95,90 @@ def resolve_base_url(explicit: str | None = None) -> str:
     )
 
 
+def check_retry_delays(initial: float, maximum: float) -> tuple[float, float]:
+    """``(initial, maximum)`` as floats; raises ``ValueError`` unless both are finite and
+    >= 0."""
+    for name, value in (("retry_initial_delay", initial), ("retry_max_delay", maximum)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(initial), float(maximum)
+
+
+def retry_delay(
+    retries_taken: int, *, initial: float, maximum: float, retry_after: float | None = None
+) -> float:
+    """Seconds to wait before retry number ``retries_taken + 1``.
+
+    ``initial * 2**retries_taken`` capped at ``maximum``, less up to 25% jitter (the
+    SDK's shape, with its 0.5 s and 8 s made configurable). A server's ``Retry-After``
+    is honoured, but never beyond ``maximum``: every wait is bounded.
+
+    >>> retry_delay(10, initial=0.5, maximum=8.0) <= 8.0
+    True
+    >>> retry_delay(0, initial=0.5, maximum=8.0, retry_after=3.0)
+    3.0
+    """
+    if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
+        return min(retry_after, maximum)
+    base = min(initial * 2.0 ** min(max(retries_taken, 0), 60), maximum)
+    return max(0.0, base * (1.0 - 0.25 * random.random()))
+
+
+def _sdk_retry_timeout(
+    client: openai.OpenAI | openai.AsyncOpenAI,
+    initial: float,
+    maximum: float,
+    remaining_retries: int,
+    options: Any,
+    response_headers: Any,
+) -> float:
+    max_retries = options.get_max_retries(client.max_retries)
+    return retry_delay(
+        max_retries - remaining_retries,
+        initial=initial,
+        maximum=maximum,
+        retry_after=client._parse_retry_after_header(response_headers),
+    )
+
+
 class SiliconCloudOpenAI(openai.OpenAI):
-    """``openai.OpenAI`` whose HTTP errors are SiliconCloud's (still ``openai`` subclasses)."""
+    """``openai.OpenAI`` whose HTTP errors are SiliconCloud's (still ``openai`` subclasses)
+    and whose retry backoff is configurable (``retry_initial_delay``, ``retry_max_delay``;
+    the SDK still does the retrying, ``max_retries`` times)."""
+
+    def __init__(
+        self,
+        *args: Any,
+        retry_initial_delay: float = DEFAULT_RETRY_INITIAL_DELAY,
+        retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY,
+        **kwargs: Any,
+    ) -> None:
+        self.retry_initial_delay, self.retry_max_delay = check_retry_delays(
+            retry_initial_delay, retry_max_delay
+        )
+        super().__init__(*args, **kwargs)
+
+    def _calculate_retry_timeout(
+        self, remaining_retries: int, options: Any, response_headers: Any = None
+    ) -> float:
+        return _sdk_retry_timeout(
+            self,
+            self.retry_initial_delay,
+            self.retry_max_delay,
+            remaining_retries,
+            options,
+            response_headers,
+        )
+
+    def copy(self, *args: Any, **kwargs: Any) -> Self:
+        client = super().copy(*args, **kwargs)
+        client.retry_initial_delay = self.retry_initial_delay
+        client.retry_max_delay = self.retry_max_delay
+        return client
+
+    with_options = copy
 
     def _make_status_error(self, err_msg: str, *, body: object, response: Any) -> Any:
         return map_status_error(response, body)
@@ -95,7 +188,40 @@ class SiliconCloudOpenAI(openai.OpenAI):
 
 
 class AsyncSiliconCloudOpenAI(openai.AsyncOpenAI):
-    """``openai.AsyncOpenAI`` whose HTTP errors are SiliconCloud's."""
+    """``openai.AsyncOpenAI`` whose HTTP errors are SiliconCloud's and whose retry backoff
+    is configurable (as :class:`SiliconCloudOpenAI`)."""
+
+    def __init__(
+        self,
+        *args: Any,
+        retry_initial_delay: float = DEFAULT_RETRY_INITIAL_DELAY,
+        retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY,
+        **kwargs: Any,
+    ) -> None:
+        self.retry_initial_delay, self.retry_max_delay = check_retry_delays(
+            retry_initial_delay, retry_max_delay
+        )
+        super().__init__(*args, **kwargs)
+
+    def _calculate_retry_timeout(
+        self, remaining_retries: int, options: Any, response_headers: Any = None
+    ) -> float:
+        return _sdk_retry_timeout(
+            self,
+            self.retry_initial_delay,
+            self.retry_max_delay,
+            remaining_retries,
+            options,
+            response_headers,
+        )
+
+    def copy(self, *args: Any, **kwargs: Any) -> Self:
+        client = super().copy(*args, **kwargs)
+        client.retry_initial_delay = self.retry_initial_delay
+        client.retry_max_delay = self.retry_max_delay
+        return client
+
+    with_options = copy
 
     def _make_status_error(self, err_msg: str, *, body: object, response: Any) -> Any:
         return map_status_error(response, body)
@@ -197,14 +323,54 @@ def _image_item(image: Any) -> Any:
     return image
 
 
+#: Per event loop, the sentinels that close the async SDK clients made on it (by id).
+_LOOP_SENTINELS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[int, AsyncGenerator[None, None]]
+] = weakref.WeakKeyDictionary()
+
+
+async def _close_at_loop_end(client: AsyncSiliconCloudOpenAI) -> None:
+    """Have the running loop close ``client`` when the loop shuts down.
+
+    ``asyncio.run`` (and ``asyncio.Runner``, pytest-asyncio...) finalise async generators
+    before closing their loop: a started sentinel generator closes the client then, so
+    pooled connections never outlive their loop (else they are torn down at garbage
+    collection, from another loop: "Event loop is closed"). The sentinel holds the client
+    weakly: a client dropped earlier is closed by the SDK on collection, and a client in
+    use by a stream is never closed under it.
+    """
+    sentinels = _LOOP_SENTINELS.setdefault(asyncio.get_running_loop(), {})
+    key = id(client)
+    if key in sentinels:
+        return
+    sentinel = _sentinel(weakref.ref(client))
+    await sentinel.__anext__()  # started: the loop's async-generator hooks track it now
+    sentinels[key] = sentinel
+    weakref.finalize(client, sentinels.pop, key, None)
+
+
+async def _sentinel(
+    client_ref: weakref.ref[AsyncSiliconCloudOpenAI],
+) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        client = client_ref()
+        if client is not None:
+            await client.close()
+
+
 class SiliconVisionClient:
     """SiliconCloud's vision models through the ``openai`` SDK, done right.
 
     Configuration: ``api_key`` (else ``SILICONFLOW_API_KEY``/``SILICONCLOUD_API_KEY``),
     ``base_url`` (else ``SILICONFLOW_BASE_URL``, else the China endpoint), the
-    default ``model``, ``detail`` and ``image_order``, ``timeout`` and
-    ``max_retries`` (the SDK retries 429 and 5xx with exponential backoff),
-    ``fetch_urls`` (download URL images client-side; off by default).
+    default ``model``, ``detail`` and ``image_order``, ``timeout`` (seconds per
+    attempt), ``max_retries`` (the SDK retries 429, 408, 409, 5xx, connection errors
+    and time-outs that many times), ``retry_initial_delay``/``retry_max_delay`` (the
+    backoff: ``initial * 2**n`` capped at ``max``, less up to 25% jitter; a
+    ``Retry-After`` is honoured up to ``max``), ``fetch_urls`` (download URL images
+    client-side; off by default).
 
     >>> client = SiliconVisionClient(model="OpenGVLab/InternVL2-26B", detail="low")
     >>> client.ask(["shelf.jpg", "https://example.com/bill.png"], "Total?")  # doctest: +SKIP
@@ -220,6 +386,8 @@ class SiliconVisionClient:
         image_order: ImageOrder = "auto",
         timeout: float | None = 60.0,
         max_retries: int = 2,
+        retry_initial_delay: float = DEFAULT_RETRY_INITIAL_DELAY,
+        retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY,
         fetch_urls: bool = False,
         image_cache: ImageCache | None = DEFAULT_CACHE,
         default_headers: Mapping[str, str] | None = None,
@@ -233,6 +401,9 @@ class SiliconVisionClient:
         self.image_order: ImageOrder = image_order
         self.timeout = timeout
         self.max_retries = max_retries
+        self.retry_initial_delay, self.retry_max_delay = check_retry_delays(
+            retry_initial_delay, retry_max_delay
+        )
         self.fetch_urls = fetch_urls
         self.image_cache = image_cache
         self._default_headers = dict(default_headers or {})
@@ -279,6 +450,8 @@ class SiliconVisionClient:
             "base_url": self.base_url,
             "timeout": self.timeout,
             "max_retries": self.max_retries,
+            "retry_initial_delay": self.retry_initial_delay,
+            "retry_max_delay": self.retry_max_delay,
         }
         if self._default_headers:
             kwargs["default_headers"] = self._default_headers
@@ -309,6 +482,13 @@ class SiliconVisionClient:
                     if self._http_async_client is not None:
                         kwargs["http_client"] = self._http_async_client
                     client = self._async[loop] = AsyncSiliconCloudOpenAI(**kwargs)
+        return client
+
+    async def _aopenai(self) -> AsyncSiliconCloudOpenAI:
+        """:attr:`async_openai`, closed by its own loop when that loop shuts down."""
+        client = self.async_openai
+        if self._http_async_client is None:  # (a caller's own HTTP client is theirs to close)
+            await _close_at_loop_end(client)
         return client
 
     def spec(self, model: str | None = None) -> ModelSpec:
@@ -360,7 +540,7 @@ class SiliconVisionClient:
     async def achat(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> ChatResult:
         """Async :meth:`chat`."""
         request = self.build_request(messages, **options)
-        raw = await self.async_openai.chat.completions.with_raw_response.create(**request)
+        raw = await (await self._aopenai()).chat.completions.with_raw_response.create(**request)
         return parse_chat_completion(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER))
 
     def stream(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> ChatStream:
@@ -374,7 +554,7 @@ class SiliconVisionClient:
     ) -> AsyncChatStream:
         """A streamed answer, async (see :class:`AsyncChatStream`)."""
         request = self.build_request(messages, stream=True, **options)
-        raw = await self.async_openai.chat.completions.with_raw_response.create(**request)
+        raw = await (await self._aopenai()).chat.completions.with_raw_response.create(**request)
         return AsyncChatStream(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER))
 
     def ask_messages(self, images: Sequence[Any] | Any, question: str) -> list[dict[str, Any]]:
@@ -401,7 +581,7 @@ class SiliconVisionClient:
     ) -> list[list[float]]:
         """Async :meth:`embed`."""
         texts = _check_texts(texts)
-        response = await self.async_openai.embeddings.create(model=model, input=texts)
+        response = await (await self._aopenai()).embeddings.create(model=model, input=texts)
         return [list(item.embedding) for item in sorted(response.data, key=lambda d: d.index)]
 
     def list_models(self, *, sub_type: str | None = "chat") -> list[str]:

@@ -127,7 +127,11 @@ class GuardError(SiliconVisionError, ValueError):
 
 @dataclass(frozen=True)
 class AllowedFile:
-    """A local file that passed :func:`read_allowed_file`: its real path and bytes."""
+    """A local file that passed :func:`read_allowed_file`: its real path and bytes.
+
+    >>> read_allowed_file("cat.png", ["/srv/images"]).path  # doctest: +SKIP
+    PosixPath('/srv/images/cat.png')
+    """
 
     path: Path
     data: bytes
