@@ -15,12 +15,40 @@ Example:
     ... # doctest: +SKIP
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._images import image_block
 from .chat_models import ChatSiliconVision
-from .document_loaders import CaptionLoadError, SiliconVisionCaptionLoader
-from .embeddings import SiliconVisionEmbeddings
-from .retrieval import content_from_documents
-from .tools import AskImageInput, SiliconVisionTool
+
+# The retrieval and agent pieces load on first use (PEP 562): `import
+# langchain_siliconvision` for the chat model alone stays cheap.
+_LAZY = {
+    "AskImageInput": "tools",
+    "CaptionLoadError": "document_loaders",
+    "SiliconVisionCaptionLoader": "document_loaders",
+    "SiliconVisionEmbeddings": "embeddings",
+    "SiliconVisionTool": "tools",
+    "content_from_documents": "retrieval",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .document_loaders import CaptionLoadError, SiliconVisionCaptionLoader
+    from .embeddings import SiliconVisionEmbeddings
+    from .retrieval import content_from_documents
+    from .tools import AskImageInput, SiliconVisionTool
 
 __all__ = [
     "AskImageInput",

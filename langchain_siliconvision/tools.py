@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import openai
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
@@ -42,6 +41,14 @@ _DESCRIPTION = (
     "or an http(s) URL of an image; `question`, what to find out about it. "
     "Returns the answer as text."
 )
+
+
+def _model_refusals() -> tuple[type[Exception], ...]:
+    """Errors that mean "this image cannot be used" (imported late: the HTTP error
+    classes load the ``openai`` SDK)."""
+    from siliconvision.errors import SiliconCloudBadRequestError
+
+    return (ContentError, ImageInputError, SiliconCloudBadRequestError)
 
 
 class AskImageInput(BaseModel):
@@ -149,7 +156,7 @@ class SiliconVisionTool(BaseTool):
         config = RunnableConfig(callbacks=run_manager.get_child()) if run_manager else None
         try:
             return self._llm_for(checked).invoke(messages, config=config).text
-        except (ContentError, ImageInputError, openai.BadRequestError) as exc:
+        except _model_refusals() as exc:
             raise ToolException(f"the vision model could not use this image: {exc}") from None
 
     async def _arun(
@@ -164,7 +171,7 @@ class SiliconVisionTool(BaseTool):
         config = RunnableConfig(callbacks=run_manager.get_child()) if run_manager else None
         try:
             return (await self._llm_for(checked).ainvoke(messages, config=config)).text
-        except (ContentError, ImageInputError, openai.BadRequestError) as exc:
+        except _model_refusals() as exc:
             raise ToolException(f"the vision model could not use this image: {exc}") from None
 
 

@@ -18,7 +18,7 @@ from llama_index.core.tools.tool_spec.base import BaseToolSpec
 
 from siliconvision.catalog import Detail
 from siliconvision.client import SiliconVisionClient
-from siliconvision.errors import ContentError, ImageInputError, SiliconCloudBadRequestError
+from siliconvision.errors import ContentError, ImageInputError
 from siliconvision.guards import (
     DEFAULT_MAX_FILE_BYTES,
     AllowedFile,
@@ -32,7 +32,14 @@ from .base import SiliconVision
 __all__ = ["SiliconVisionToolSpec"]
 
 #: Errors the agent can act on (another path or URL, a smaller image): returned as text.
-_INPUT_ERRORS = (GuardError, ImageInputError, ContentError, SiliconCloudBadRequestError)
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    """Refusals the agent can act on (imported late: the HTTP error classes load the
+    ``openai`` SDK)."""
+    from siliconvision.errors import SiliconCloudBadRequestError
+
+    return (GuardError, ImageInputError, ContentError, SiliconCloudBadRequestError)
 
 
 def _refusal(exc: BaseException) -> str:
@@ -113,7 +120,7 @@ class SiliconVisionToolSpec(BaseToolSpec):
         try:
             messages = self._messages(self._checked(image), question)
             return self.client.chat(messages, **self._options()).content
-        except _INPUT_ERRORS as exc:
+        except _input_errors() as exc:
             return _refusal(exc)
 
     async def aask_image(self, image: str, question: str) -> str:
@@ -129,5 +136,5 @@ class SiliconVisionToolSpec(BaseToolSpec):
             messages = await asyncio.to_thread(self._messages, checked, question)
             result = await self.client.achat(messages, **self._options())
             return result.content
-        except _INPUT_ERRORS as exc:
+        except _input_errors() as exc:
             return _refusal(exc)

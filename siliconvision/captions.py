@@ -31,8 +31,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import openai
-
 from .catalog import Detail
 from .client import SiliconVisionClient
 from .content import resolve_detail
@@ -42,7 +40,6 @@ from .images import PreparedImage, prepare_image
 __all__ = [
     "DEFAULT_CAPTION_PROMPT",
     "IMAGE_SUFFIXES",
-    "RETRYABLE_ERRORS",
     "CaptionRecord",
     "acaption_images",
     "caption_images",
@@ -60,14 +57,15 @@ DEFAULT_CAPTION_PROMPT = (
     "Answer with the description only."
 )
 
-#: Errors worth another attempt (on top of the ``openai`` SDK's own retries):
-#: 429, 5xx, connection failures and time-outs (``APITimeoutError`` is an
-#: ``APIConnectionError``).
-RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
-    openai.RateLimitError,
-    openai.InternalServerError,
-    openai.APIConnectionError,
-)
+
+def _retryable_errors() -> tuple[type[BaseException], ...]:
+    """Errors worth another attempt (on top of the ``openai`` SDK's own retries):
+    429, 5xx, connection failures and time-outs (``APITimeoutError`` is an
+    ``APIConnectionError``). Built on first use so that importing this module does
+    not import the SDK."""
+    import openai
+
+    return (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
 
 
 def iter_image_files(
@@ -208,7 +206,9 @@ def load_done(jsonl_path: str | os.PathLike[str]) -> set[str]:
 
 def _describe_error(exc: BaseException) -> str:
     text = str(exc).strip()
-    if isinstance(exc, (SiliconVisionError, openai.APIStatusError)) and text:
+    from openai import APIStatusError  # loaded: a request was made
+
+    if isinstance(exc, (SiliconVisionError, APIStatusError)) and text:
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -325,7 +325,7 @@ def _caption_one(client: SiliconVisionClient, path: Path, job: _Job) -> CaptionR
             try:
                 result = client.chat(messages, model=job.model, detail=job.detail)
                 return _with(meta, caption=result.content.strip(), attempts=attempts)
-            except RETRYABLE_ERRORS:
+            except _retryable_errors():
                 if attempts >= job.max_attempts:
                     raise
                 time.sleep(_backoff_delay(attempts, job.retry_backoff, job.max_backoff))
@@ -347,7 +347,7 @@ async def _acaption_one(client: SiliconVisionClient, path: Path, job: _Job) -> C
             try:
                 result = await client.achat(messages, model=job.model, detail=job.detail)
                 return _with(meta, caption=result.content.strip(), attempts=attempts)
-            except RETRYABLE_ERRORS:
+            except _retryable_errors():
                 if attempts >= job.max_attempts:
                     raise
                 await asyncio.sleep(_backoff_delay(attempts, job.retry_backoff, job.max_backoff))

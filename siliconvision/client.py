@@ -24,15 +24,13 @@ import threading
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import openai
 from pydantic import SecretStr
-from typing_extensions import Self
 
 from .catalog import Detail, ImageOrder, ModelSpec, get_model_spec
 from .content import Image, prepare_messages
-from .errors import TRACE_HEADER, SiliconVisionError, map_status_error
+from .errors import TRACE_HEADER, SiliconVisionError
 from .images import DEFAULT_CACHE, ImageCache, is_data_uri, is_image_url
 from .wire import (
     ChatResult,
@@ -60,6 +58,21 @@ __all__ = [
     "retry_delay",
 ]
 
+if TYPE_CHECKING:
+    from ._sdk import AsyncSiliconCloudOpenAI, MissingAPIKeyError, SiliconCloudOpenAI
+
+_SDK_NAMES = frozenset({"AsyncSiliconCloudOpenAI", "MissingAPIKeyError", "SiliconCloudOpenAI"})
+
+
+def __getattr__(name: str) -> Any:
+    # The openai SDK subclasses load on first use (importing openai costs ~0.3 s).
+    if name in _SDK_NAMES:
+        from . import _sdk
+
+        return getattr(_sdk, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 DEFAULT_BASE_URL = "https://api.siliconflow.cn/v1"
 DEFAULT_MODEL = "Qwen/Qwen2.5-VL-72B-Instruct"
 DEFAULT_EMBEDDING_MODEL = "BAAI/bge-m3"
@@ -69,10 +82,6 @@ DEFAULT_RETRY_INITIAL_DELAY = 0.5
 """Seconds before the first retry (the ``openai`` SDK's own default); doubles per retry."""
 DEFAULT_RETRY_MAX_DELAY = 8.0
 """The longest wait between two attempts (the SDK's own default), ``Retry-After`` included."""
-
-
-class MissingAPIKeyError(SiliconVisionError, openai.OpenAIError):
-    """No API key was given and none is in the environment."""
 
 
 def resolve_api_key(explicit: str | SecretStr | None = None) -> SecretStr | None:
@@ -126,112 +135,10 @@ def retry_delay(
     return max(0.0, base * (1.0 - 0.25 * random.random()))
 
 
-def _sdk_retry_timeout(
-    client: openai.OpenAI | openai.AsyncOpenAI,
-    initial: float,
-    maximum: float,
-    remaining_retries: int,
-    options: Any,
-    response_headers: Any,
-) -> float:
-    max_retries = options.get_max_retries(client.max_retries)
-    return retry_delay(
-        max_retries - remaining_retries,
-        initial=initial,
-        maximum=maximum,
-        retry_after=client._parse_retry_after_header(response_headers),
-    )
-
-
-class SiliconCloudOpenAI(openai.OpenAI):
-    """``openai.OpenAI`` whose HTTP errors are SiliconCloud's (still ``openai`` subclasses)
-    and whose retry backoff is configurable (``retry_initial_delay``, ``retry_max_delay``;
-    the SDK still does the retrying, ``max_retries`` times)."""
-
-    def __init__(
-        self,
-        *args: Any,
-        retry_initial_delay: float = DEFAULT_RETRY_INITIAL_DELAY,
-        retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY,
-        **kwargs: Any,
-    ) -> None:
-        self.retry_initial_delay, self.retry_max_delay = check_retry_delays(
-            retry_initial_delay, retry_max_delay
-        )
-        super().__init__(*args, **kwargs)
-
-    def _calculate_retry_timeout(
-        self, remaining_retries: int, options: Any, response_headers: Any = None
-    ) -> float:
-        return _sdk_retry_timeout(
-            self,
-            self.retry_initial_delay,
-            self.retry_max_delay,
-            remaining_retries,
-            options,
-            response_headers,
-        )
-
-    def copy(self, *args: Any, **kwargs: Any) -> Self:
-        client = super().copy(*args, **kwargs)
-        client.retry_initial_delay = self.retry_initial_delay
-        client.retry_max_delay = self.retry_max_delay
-        return client
-
-    with_options = copy
-
-    def _make_status_error(self, err_msg: str, *, body: object, response: Any) -> Any:
-        return map_status_error(response, body)
-
-    def __repr__(self) -> str:
-        return f"SiliconCloudOpenAI(base_url={str(self.base_url)!r}, api_key='**********')"
-
-
-class AsyncSiliconCloudOpenAI(openai.AsyncOpenAI):
-    """``openai.AsyncOpenAI`` whose HTTP errors are SiliconCloud's and whose retry backoff
-    is configurable (as :class:`SiliconCloudOpenAI`)."""
-
-    def __init__(
-        self,
-        *args: Any,
-        retry_initial_delay: float = DEFAULT_RETRY_INITIAL_DELAY,
-        retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY,
-        **kwargs: Any,
-    ) -> None:
-        self.retry_initial_delay, self.retry_max_delay = check_retry_delays(
-            retry_initial_delay, retry_max_delay
-        )
-        super().__init__(*args, **kwargs)
-
-    def _calculate_retry_timeout(
-        self, remaining_retries: int, options: Any, response_headers: Any = None
-    ) -> float:
-        return _sdk_retry_timeout(
-            self,
-            self.retry_initial_delay,
-            self.retry_max_delay,
-            remaining_retries,
-            options,
-            response_headers,
-        )
-
-    def copy(self, *args: Any, **kwargs: Any) -> Self:
-        client = super().copy(*args, **kwargs)
-        client.retry_initial_delay = self.retry_initial_delay
-        client.retry_max_delay = self.retry_max_delay
-        return client
-
-    with_options = copy
-
-    def _make_status_error(self, err_msg: str, *, body: object, response: Any) -> Any:
-        return map_status_error(response, body)
-
-    def __repr__(self) -> str:
-        return f"AsyncSiliconCloudOpenAI(base_url={str(self.base_url)!r}, api_key='**********')"
-
-
 def _is_ours(exc: BaseException) -> bool:
-    return isinstance(exc, (SiliconVisionError, openai.APIStatusError))
+    from openai import APIStatusError  # loaded by now: a request was made
+
+    return isinstance(exc, (SiliconVisionError, APIStatusError))
 
 
 class ChatStream:
@@ -437,6 +344,8 @@ class SiliconVisionClient:
 
     def _require_key(self) -> str:
         if self._api_key is None:
+            from ._sdk import MissingAPIKeyError
+
             raise MissingAPIKeyError(
                 "no SiliconCloud API key: pass api_key=... or set SILICONFLOW_API_KEY "
                 "(or SILICONCLOUD_API_KEY); for offline use, start "
@@ -466,6 +375,8 @@ class SiliconVisionClient:
                     kwargs = self._client_kwargs()
                     if self._http_client is not None:
                         kwargs["http_client"] = self._http_client
+                    from ._sdk import SiliconCloudOpenAI
+
                     self._sync = SiliconCloudOpenAI(**kwargs)
         return self._sync
 
@@ -481,6 +392,8 @@ class SiliconVisionClient:
                     kwargs = self._client_kwargs()
                     if self._http_async_client is not None:
                         kwargs["http_client"] = self._http_async_client
+                    from ._sdk import AsyncSiliconCloudOpenAI
+
                     client = self._async[loop] = AsyncSiliconCloudOpenAI(**kwargs)
         return client
 

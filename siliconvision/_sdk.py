@@ -1,0 +1,132 @@
+"""The ``openai`` SDK subclasses behind :class:`~siliconvision.client.SiliconVisionClient`.
+
+Kept apart from :mod:`siliconvision.client` because importing ``openai`` costs about
+0.3 s: the client (and so both adapters) imports this module on first use only.
+Import these names from :mod:`siliconvision.client`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+from typing_extensions import Self
+
+from ._api_errors import map_status_error
+from .client import (
+    DEFAULT_RETRY_INITIAL_DELAY,
+    DEFAULT_RETRY_MAX_DELAY,
+    check_retry_delays,
+    retry_delay,
+)
+from .errors import SiliconVisionError
+
+__all__ = ["AsyncSiliconCloudOpenAI", "MissingAPIKeyError", "SiliconCloudOpenAI"]
+
+
+class MissingAPIKeyError(SiliconVisionError, openai.OpenAIError):
+    """No API key was given and none is in the environment."""
+
+
+def _sdk_retry_timeout(
+    client: openai.OpenAI | openai.AsyncOpenAI,
+    initial: float,
+    maximum: float,
+    remaining_retries: int,
+    options: Any,
+    response_headers: Any,
+) -> float:
+    max_retries = options.get_max_retries(client.max_retries)
+    return retry_delay(
+        max_retries - remaining_retries,
+        initial=initial,
+        maximum=maximum,
+        retry_after=client._parse_retry_after_header(response_headers),
+    )
+
+
+class SiliconCloudOpenAI(openai.OpenAI):
+    """``openai.OpenAI`` whose HTTP errors are SiliconCloud's (still ``openai`` subclasses)
+    and whose retry backoff is configurable (``retry_initial_delay``, ``retry_max_delay``;
+    the SDK still does the retrying, ``max_retries`` times)."""
+
+    def __init__(
+        self,
+        *args: Any,
+        retry_initial_delay: float = DEFAULT_RETRY_INITIAL_DELAY,
+        retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY,
+        **kwargs: Any,
+    ) -> None:
+        self.retry_initial_delay, self.retry_max_delay = check_retry_delays(
+            retry_initial_delay, retry_max_delay
+        )
+        super().__init__(*args, **kwargs)
+
+    def _calculate_retry_timeout(
+        self, remaining_retries: int, options: Any, response_headers: Any = None
+    ) -> float:
+        return _sdk_retry_timeout(
+            self,
+            self.retry_initial_delay,
+            self.retry_max_delay,
+            remaining_retries,
+            options,
+            response_headers,
+        )
+
+    def copy(self, *args: Any, **kwargs: Any) -> Self:
+        client = super().copy(*args, **kwargs)
+        client.retry_initial_delay = self.retry_initial_delay
+        client.retry_max_delay = self.retry_max_delay
+        return client
+
+    with_options = copy
+
+    def _make_status_error(self, err_msg: str, *, body: object, response: Any) -> Any:
+        return map_status_error(response, body)
+
+    def __repr__(self) -> str:
+        return f"SiliconCloudOpenAI(base_url={str(self.base_url)!r}, api_key='**********')"
+
+
+class AsyncSiliconCloudOpenAI(openai.AsyncOpenAI):
+    """``openai.AsyncOpenAI`` whose HTTP errors are SiliconCloud's and whose retry backoff
+    is configurable (as :class:`SiliconCloudOpenAI`)."""
+
+    def __init__(
+        self,
+        *args: Any,
+        retry_initial_delay: float = DEFAULT_RETRY_INITIAL_DELAY,
+        retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY,
+        **kwargs: Any,
+    ) -> None:
+        self.retry_initial_delay, self.retry_max_delay = check_retry_delays(
+            retry_initial_delay, retry_max_delay
+        )
+        super().__init__(*args, **kwargs)
+
+    def _calculate_retry_timeout(
+        self, remaining_retries: int, options: Any, response_headers: Any = None
+    ) -> float:
+        return _sdk_retry_timeout(
+            self,
+            self.retry_initial_delay,
+            self.retry_max_delay,
+            remaining_retries,
+            options,
+            response_headers,
+        )
+
+    def copy(self, *args: Any, **kwargs: Any) -> Self:
+        client = super().copy(*args, **kwargs)
+        client.retry_initial_delay = self.retry_initial_delay
+        client.retry_max_delay = self.retry_max_delay
+        return client
+
+    with_options = copy
+
+    def _make_status_error(self, err_msg: str, *, body: object, response: Any) -> Any:
+        return map_status_error(response, body)
+
+    def __repr__(self) -> str:
+        return f"AsyncSiliconCloudOpenAI(base_url={str(self.base_url)!r}, api_key='**********')"
