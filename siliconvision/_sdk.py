@@ -28,27 +28,14 @@ class MissingAPIKeyError(SiliconVisionError, openai.OpenAIError):
     """No API key was given and none is in the environment."""
 
 
-def _sdk_retry_timeout(
-    client: openai.OpenAI | openai.AsyncOpenAI,
-    initial: float,
-    maximum: float,
-    remaining_retries: int,
-    options: Any,
-    response_headers: Any,
-) -> float:
-    max_retries = options.get_max_retries(client.max_retries)
-    return retry_delay(
-        max_retries - remaining_retries,
-        initial=initial,
-        maximum=maximum,
-        retry_after=client._parse_retry_after_header(response_headers),
-    )
+class _SiliconCloudSDK:
+    """What both SDK clients add: SiliconCloud's errors, a bounded configurable backoff
+    (the SDK still does the retrying, ``max_retries`` times) and a repr without the key.
+    Mixed in before ``openai.OpenAI`` / ``openai.AsyncOpenAI``."""
 
-
-class SiliconCloudOpenAI(openai.OpenAI):
-    """``openai.OpenAI`` whose HTTP errors are SiliconCloud's (still ``openai`` subclasses)
-    and whose retry backoff is configurable (``retry_initial_delay``, ``retry_max_delay``;
-    the SDK still does the retrying, ``max_retries`` times)."""
+    retry_initial_delay: float
+    retry_max_delay: float
+    max_retries: int
 
     def __init__(
         self,
@@ -65,17 +52,16 @@ class SiliconCloudOpenAI(openai.OpenAI):
     def _calculate_retry_timeout(
         self, remaining_retries: int, options: Any, response_headers: Any = None
     ) -> float:
-        return _sdk_retry_timeout(
-            self,
-            self.retry_initial_delay,
-            self.retry_max_delay,
-            remaining_retries,
-            options,
-            response_headers,
+        max_retries = options.get_max_retries(self.max_retries)
+        return retry_delay(
+            max_retries - remaining_retries,
+            initial=self.retry_initial_delay,
+            maximum=self.retry_max_delay,
+            retry_after=self._parse_retry_after_header(response_headers),  # type: ignore[attr-defined]
         )
 
     def copy(self, *args: Any, **kwargs: Any) -> Self:
-        client = super().copy(*args, **kwargs)
+        client: Self = super().copy(*args, **kwargs)  # type: ignore[misc]
         client.retry_initial_delay = self.retry_initial_delay
         client.retry_max_delay = self.retry_max_delay
         return client
@@ -86,47 +72,19 @@ class SiliconCloudOpenAI(openai.OpenAI):
         return map_status_error(response, body)
 
     def __repr__(self) -> str:
-        return f"SiliconCloudOpenAI(base_url={str(self.base_url)!r}, api_key='**********')"
+        base_url = getattr(self, "base_url", "")
+        return f"{type(self).__name__}(base_url={str(base_url)!r}, api_key='**********')"
 
 
-class AsyncSiliconCloudOpenAI(openai.AsyncOpenAI):
+class SiliconCloudOpenAI(_SiliconCloudSDK, openai.OpenAI):
+    """``openai.OpenAI`` whose HTTP errors are SiliconCloud's (still ``openai`` subclasses)
+    and whose retry backoff is configurable (``retry_initial_delay``, ``retry_max_delay``).
+
+    >>> SiliconCloudOpenAI(api_key="sk-...", base_url=emu.base_url)  # doctest: +SKIP
+    SiliconCloudOpenAI(base_url='http://127.0.0.1:.../v1/', api_key='**********')
+    """
+
+
+class AsyncSiliconCloudOpenAI(_SiliconCloudSDK, openai.AsyncOpenAI):
     """``openai.AsyncOpenAI`` whose HTTP errors are SiliconCloud's and whose retry backoff
     is configurable (as :class:`SiliconCloudOpenAI`)."""
-
-    def __init__(
-        self,
-        *args: Any,
-        retry_initial_delay: float = DEFAULT_RETRY_INITIAL_DELAY,
-        retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY,
-        **kwargs: Any,
-    ) -> None:
-        self.retry_initial_delay, self.retry_max_delay = check_retry_delays(
-            retry_initial_delay, retry_max_delay
-        )
-        super().__init__(*args, **kwargs)
-
-    def _calculate_retry_timeout(
-        self, remaining_retries: int, options: Any, response_headers: Any = None
-    ) -> float:
-        return _sdk_retry_timeout(
-            self,
-            self.retry_initial_delay,
-            self.retry_max_delay,
-            remaining_retries,
-            options,
-            response_headers,
-        )
-
-    def copy(self, *args: Any, **kwargs: Any) -> Self:
-        client = super().copy(*args, **kwargs)
-        client.retry_initial_delay = self.retry_initial_delay
-        client.retry_max_delay = self.retry_max_delay
-        return client
-
-    with_options = copy
-
-    def _make_status_error(self, err_msg: str, *, body: object, response: Any) -> Any:
-        return map_status_error(response, body)
-
-    def __repr__(self) -> str:
-        return f"AsyncSiliconCloudOpenAI(base_url={str(self.base_url)!r}, api_key='**********')"
