@@ -694,10 +694,6 @@ class ChatSiliconVision(BaseChatModel):
         """The core client this model sends with (built on first use from its fields)."""
         return self._holder.get(self._client_key(), self._new_client)
 
-    async def _aclient(self) -> SiliconVisionClient:
-        """The core client for async calls on the running event loop."""
-        return await self._holder.get_async(self._client_key(), self._new_client)
-
     # ------------------------------------------------------------------ requests
 
     def _default_params(self) -> dict[str, Any]:
@@ -755,7 +751,7 @@ class ChatSiliconVision(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         wire, options = self._prepare(messages, stop, kwargs)
-        result = await (await self._aclient()).achat(wire, **options)
+        result = await self.client.achat(wire, **options)
         return _chat_result(result, options["model"])
 
     # LangChain's ``stream``/``astream`` (and ``invoke`` when streaming) dispatch
@@ -783,7 +779,7 @@ class ChatSiliconVision(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         wire, options = self._prepare(messages, stop, kwargs)
-        stream = await (await self._aclient()).astream(wire, **options)
+        stream = await self.client.astream(wire, **options)
         async with stream:
             async for delta in stream:
                 yield ChatGenerationChunk(message=_chunk_from_delta(delta))

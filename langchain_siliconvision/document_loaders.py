@@ -163,7 +163,7 @@ class SiliconVisionCaptionLoader(BaseLoader):
 
     async def _async_client(self) -> SiliconVisionClient:
         if self._client is None and self.llm is not None:
-            return await self.llm._aclient()
+            return self.llm.client
         return self._sync_client()
 
     def _model(self, client: SiliconVisionClient) -> str:

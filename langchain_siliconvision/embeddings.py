@@ -95,7 +95,7 @@ class SiliconVisionEmbeddings(BaseModel, Embeddings):
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async :meth:`embed_documents`."""
-        client = await self._holder.get_async(self._key(), self._new_client)
+        client = self._holder.get(self._key(), self._new_client)
         vectors: list[list[float]] = []
         for batch in self._batches(list(texts)):
             vectors += await client.aembed(batch, model=self.model)
