@@ -86,3 +86,36 @@ def emulator_params(**extra: Any) -> dict[str, Any]:
     """``ChatSiliconVision`` parameters pointing at the shared emulator."""
     emu = SHARED.emu
     return {"base_url": emu.base_url, "api_key": emu.api_key, "max_retries": 0, **extra}
+
+
+class SiliconVisionCapabilities:
+    """The capability flags both standard suites (unit and integration) declare.
+
+    Mixed in before ``ChatModelUnitTests`` / ``ChatModelIntegrationTests``.
+    """
+
+    @property
+    def chat_model_class(self) -> type[Any]:
+        from langchain_siliconvision import ChatSiliconVision
+
+        return ChatSiliconVision
+
+    @property
+    def supports_image_inputs(self) -> bool:
+        return True
+
+    @property
+    def supports_image_urls(self) -> bool:
+        return True
+
+    @property
+    def supports_image_tool_message(self) -> bool:
+        return True
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return True
+
+    @property
+    def model_override_value(self) -> str:
+        return QWEN_7B

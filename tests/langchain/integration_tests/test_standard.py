@@ -20,9 +20,9 @@ from tests.langchain.policy import deterministic_model
 from tests.langchain.support import (
     EXAMPLE_IMAGES,
     QWEN,
-    QWEN_7B,
     SHARED,
     THINKING,
+    SiliconVisionCapabilities,
     emulator_params,
     standard_image_served,
 )
@@ -35,38 +35,14 @@ def _model_policy(emu: LocalSiliconCloud) -> Iterator[LocalSiliconCloud]:
         yield emu
 
 
-class TestChatSiliconVisionIntegration(ChatModelIntegrationTests):
-    @property
-    def chat_model_class(self) -> type[ChatSiliconVision]:
-        return ChatSiliconVision
-
+class TestChatSiliconVisionIntegration(SiliconVisionCapabilities, ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return emulator_params(model=QWEN)
 
     @property
-    def supports_image_inputs(self) -> bool:
-        return True
-
-    @property
-    def supports_image_urls(self) -> bool:
-        return True
-
-    @property
-    def supports_image_tool_message(self) -> bool:
-        return True
-
-    @property
     def supports_anthropic_inputs(self) -> bool:
         return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
-
-    @property
-    def model_override_value(self) -> str:
-        return QWEN_7B
 
     @property
     def supported_usage_metadata_details(self) -> dict[Any, Any]:

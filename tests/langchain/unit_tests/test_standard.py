@@ -9,14 +9,10 @@ from langchain_core.language_models import BaseChatModel
 from langchain_tests.unit_tests import ChatModelUnitTests, ToolsUnitTests
 
 from langchain_siliconvision import ChatSiliconVision, SiliconVisionTool
-from tests.langchain.support import EXAMPLE_IMAGES, QWEN, QWEN_7B
+from tests.langchain.support import EXAMPLE_IMAGES, QWEN, SiliconVisionCapabilities
 
 
-class TestChatSiliconVisionUnit(ChatModelUnitTests):
-    @property
-    def chat_model_class(self) -> type[ChatSiliconVision]:
-        return ChatSiliconVision
-
+class TestChatSiliconVisionUnit(SiliconVisionCapabilities, ChatModelUnitTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {"model": QWEN}
@@ -31,26 +27,6 @@ class TestChatSiliconVisionUnit(ChatModelUnitTests):
             {"model": QWEN},
             {"api_key": "sk-from-env", "base_url": "https://api.siliconflow.com/v1"},
         )
-
-    @property
-    def supports_image_inputs(self) -> bool:
-        return True
-
-    @property
-    def supports_image_urls(self) -> bool:
-        return True
-
-    @property
-    def supports_image_tool_message(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
-
-    @property
-    def model_override_value(self) -> str:
-        return QWEN_7B
 
     @pytest.mark.xfail(
         reason="langchain-core's load(allowed_objects='all') admits only classes listed in "
