@@ -398,8 +398,10 @@ class StreamAccumulator:
     """
 
     def __init__(self) -> None:
-        self._content: list[str] = []
-        self._reasoning: list[str] = []
+        # Running strings, not lists joined on every read: adapters read the whole text
+        # after each chunk, and a join per chunk makes a long stream quadratic.
+        self._content = ""
+        self._reasoning = ""
         self._tool_calls: dict[int, _ToolCallBuffer] = {}
         self.id = ""
         self.model = ""
@@ -411,11 +413,11 @@ class StreamAccumulator:
 
     @property
     def content(self) -> str:
-        return "".join(self._content)
+        return self._content
 
     @property
     def reasoning(self) -> str:
-        return "".join(self._reasoning)
+        return self._reasoning
 
     @property
     def tool_calls(self) -> tuple[ToolCall, ...]:
@@ -453,9 +455,9 @@ class StreamAccumulator:
         content = _field(delta, "content")
         reasoning = _field(delta, "reasoning_content")
         if content:
-            self._content.append(content)
+            self._content += content
         if reasoning:
-            self._reasoning.append(reasoning)
+            self._reasoning += reasoning
         raw_calls = _field(delta, "tool_calls")
         tool_deltas = tuple(self._add_tool_calls(raw_calls)) if raw_calls else ()
         finish_reason = _field(choice, "finish_reason")
