@@ -7,9 +7,11 @@ Import these names from :mod:`siliconvision.client`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import openai
+from openai._constants import RAW_RESPONSE_HEADER
 from typing_extensions import Self
 
 from ._api_errors import map_status_error
@@ -67,6 +69,39 @@ class _SiliconCloudSDK:
         return client
 
     with_options = copy
+
+    def send_chat(self, request: Mapping[str, Any]) -> Any:
+        """POST a :func:`~siliconvision.wire.build_chat_request` result to
+        ``/chat/completions``; the SDK's raw response (``.headers``, ``.parse()``).
+
+        This is the SDK's own request path (retries, time-outs, errors, SSE decoding),
+        entered through ``post`` rather than ``chat.completions.create`` to skip two
+        costs our requests do not need: ``create`` walks the whole body against its
+        TypedDicts (about a third of a call's client time with an image), and builds
+        a pydantic ``ChatCompletionChunk`` for every stream chunk (two thirds of the
+        time per chunk). The body is already validated plain JSON, and
+        :mod:`siliconvision.wire` reads the parsed dicts. Async clients return an
+        awaitable.
+        """
+        body = dict(request)
+        options: dict[str, Any] = {
+            "headers": {**(body.pop("extra_headers", None) or {}), RAW_RESPONSE_HEADER: "true"}
+        }
+        extra_body = body.pop("extra_body", None)
+        if extra_body:
+            options["extra_json"] = extra_body
+        if "timeout" in body:
+            options["timeout"] = body.pop("timeout")
+        stream = bool(body.get("stream"))
+        stream_cls = openai.AsyncStream if isinstance(self, openai.AsyncOpenAI) else openai.Stream
+        return self.post(  # type: ignore[attr-defined]
+            "/chat/completions",
+            cast_to=object,
+            body=body,
+            options=options,
+            stream=stream,
+            stream_cls=stream_cls[object],
+        )
 
     def _make_status_error(self, err_msg: str, *, body: object, response: Any) -> Any:
         return map_status_error(response, body)

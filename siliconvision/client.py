@@ -447,19 +447,19 @@ class SiliconVisionClient:
     def chat(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> ChatResult:
         """One answer. ``options``: ``model``, ``detail``, ``image_order``, request params."""
         request = self.build_request(messages, **options)
-        raw = self.openai.chat.completions.with_raw_response.create(**request)
+        raw = self.openai.send_chat(request)
         return parse_chat_completion(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER))
 
     async def achat(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> ChatResult:
         """Async :meth:`chat`."""
         request = self.build_request(messages, **options)
-        raw = await (await self._aopenai()).chat.completions.with_raw_response.create(**request)
+        raw = await (await self._aopenai()).send_chat(request)
         return parse_chat_completion(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER))
 
     def stream(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> ChatStream:
         """A streamed answer (see :class:`ChatStream`)."""
         request = self.build_request(messages, stream=True, **options)
-        raw = self.openai.chat.completions.with_raw_response.create(**request)
+        raw = self.openai.send_chat(request)
         return ChatStream(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER))
 
     async def astream(
@@ -467,7 +467,7 @@ class SiliconVisionClient:
     ) -> AsyncChatStream:
         """A streamed answer, async (see :class:`AsyncChatStream`)."""
         request = self.build_request(messages, stream=True, **options)
-        raw = await (await self._aopenai()).chat.completions.with_raw_response.create(**request)
+        raw = await (await self._aopenai()).send_chat(request)
         return AsyncChatStream(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER))
 
     def ask_messages(self, images: Sequence[Any] | Any, question: str) -> list[dict[str, Any]]:
