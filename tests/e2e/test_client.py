@@ -304,3 +304,38 @@ def test_key_never_in_debug_logs_or_emulator_log(
     for request in emulator.requests:
         assert secret not in repr(request)
         assert request.headers["authorization"] == "Bearer ***"
+
+
+def _noise_png(size: tuple[int, int]) -> bytes:
+    """A PNG that does not compress: big enough for the streamed-body path."""
+    import io
+    import os
+
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    PILImage.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_a_big_image_body_is_streamed_and_resent_whole_on_a_retry(
+    emulator: LocalSiliconCloud, use_async: bool
+) -> None:
+    client = SiliconVisionClient(
+        api_key=emulator.api_key, base_url=emulator.base_url, model=QWEN, max_retries=1
+    )
+    png = _noise_png((300, 200))  # ~180 KB; within what the model keeps, so sent as it is
+    emulator.fail_next(503, count=1)
+    if use_async:
+        result = await client.achat(client.ask_messages([png], "Describe."), detail="high")
+        await client.aclose()
+    else:
+        result = client.ask([png], "Describe.", detail="high")
+    assert result.content.startswith("I see 1 image")
+    failed, answered = emulator.requests
+    assert (failed.status, answered.status) == (503, 200)
+    # Both attempts uploaded the whole body, of the announced length.
+    assert failed.body_size == answered.body_size > len(png)
+    assert int(answered.headers["content-length"]) == answered.body_size
+    assert [(i.width, i.height, i.format) for i in answered.images] == [(300, 200, "PNG")]
