@@ -18,7 +18,7 @@ from typing import Any
 
 __all__ = ["EmulatorProcess", "RequestSummary", "SeenImageSummary"]
 
-_KNOBS = ("latency", "chunk_delay", "reply_chunks")
+_KNOBS = ("latency", "chunk_delay", "reply_chunks", "upload_mbit_per_s")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class RequestSummary:
     body_size: int
     chunks_sent: int
     images: tuple[SeenImageSummary, ...] = field(default=())
+    upload_seconds: float = 0.0  # end of the request head to the last body byte
 
 
 def _summary(rec: Any) -> dict[str, Any]:
@@ -54,6 +55,7 @@ def _summary(rec: Any) -> dict[str, Any]:
         "status": rec.status,
         "body_size": rec.body_size,
         "chunks_sent": rec.chunks_sent,
+        "upload_seconds": rec.upload_seconds,
         "images": [
             {
                 "width": i.width,
@@ -152,7 +154,7 @@ class EmulatorProcess:
         return reply["ok"]
 
     def set(self, **knobs: Any) -> None:
-        """Change ``latency``, ``chunk_delay`` or ``reply_chunks``."""
+        """Change ``latency``, ``chunk_delay``, ``reply_chunks`` or ``upload_mbit_per_s``."""
         self._call("set", knobs)
 
     def script_reply(self, **kwargs: Any) -> None:

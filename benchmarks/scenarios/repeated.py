@@ -1,9 +1,10 @@
 """Repeated image: the same file in 100 consecutive questions; preparation time.
 
 Preparation = from the moment the caller starts building the message to the moment
-the library calls the ``openai`` SDK's ``chat.completions.create`` (the call is
-stopped there, so no network time is mixed in). Every library is measured the same
-way. "Re-encoding each time" empties our image cache before every question.
+the library hands the request to the ``openai`` SDK's HTTP layer
+(``SyncAPIClient.request``, which ``chat.completions.create`` and ``post`` both reach;
+the call is stopped there, so no network time is mixed in). Every library is measured
+the same way. "Re-encoding each time" empties our image cache before every question.
 """
 
 from __future__ import annotations
@@ -35,21 +36,21 @@ class _Reached(Exception):
 
 @contextmanager
 def stop_at_sdk() -> Iterator[list[float]]:
-    """Patch ``Completions.create`` to stamp the time and stop (for new clients only)."""
-    from openai.resources.chat.completions import Completions
+    """Patch the SDK's ``SyncAPIClient.request`` to stamp the time and stop."""
+    from openai._base_client import SyncAPIClient
 
-    original = Completions.create
+    original = SyncAPIClient.request
     stamps: list[float] = []
 
-    def create(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def request(self: Any, *args: Any, **kwargs: Any) -> Any:
         stamps.append(time.perf_counter())
         raise _Reached
 
-    Completions.create = create  # type: ignore[method-assign]
+    SyncAPIClient.request = request  # type: ignore[method-assign,assignment]
     try:
         yield stamps
     finally:
-        Completions.create = original  # type: ignore[method-assign]
+        SyncAPIClient.request = original  # type: ignore[method-assign]
 
 
 def _prep(variant: Variant, image: ImageArg, stamps: list[float]) -> float:
@@ -112,8 +113,8 @@ def run(ctx: Context) -> ScenarioResult:
             f"The same file in {questions} consecutive questions: "
             f"**low** = {photo.name} ({photo.stat().st_size / 1e6:.1f} MB, 4000x3000) at "
             f"detail=low; **high** = {huge.name} ({huge.stat().st_size / 1e6:.1f} MB, "
-            "6000x4000) at detail=high. Preparation time only (stopped at the SDK's "
-            "`create`, see the module doc). Cached: our image cache kept across the "
+            "6000x4000) at detail=high. Preparation time only (stopped where the SDK "
+            "sends, see the module doc). Cached: our image cache kept across the "
             f"questions (the first one fills it). Re-encoding each time: the median of {samples} "
             f"(high: {max(1, samples // 4)}) questions with the cache emptied before each, "
             f"x {questions}. The peers base64 the file for every question and never resize, "

@@ -65,8 +65,11 @@ class ReceivedRequest:
     make the behaviour knobs observable without wall-clock asserts: ``latency`` and
     ``chunk_delay`` applied, ``chunks_sent`` (SSE data events written, ``[DONE]``
     excluded), ``error_code`` (SiliconCloud's ``code`` of an error answer),
-    ``reply_content`` (the assistant content sent, possibly truncated) and
-    ``body_size`` (bytes of the request body as received: what the client uploaded).
+    ``reply_content`` (the assistant content sent, possibly truncated),
+    ``body_size`` (bytes of the request body as received: what the client uploaded),
+    ``upload_seconds`` (from the end of the request head to the last body byte),
+    ``upload_mbit_per_s`` (the upload cap applied, ``None``: unthrottled) and
+    ``upload_paused`` (seconds of ``upload_seconds`` the throttle slept).
 
     Example:
         >>> req = emu.last_request  # doctest: +SKIP
@@ -92,6 +95,9 @@ class ReceivedRequest:
     received_at: float = 0.0
     finished_at: float | None = None
     body_size: int = 0
+    upload_seconds: float = 0.0
+    upload_mbit_per_s: float | None = None
+    upload_paused: float = 0.0
 
 
 @dataclass

@@ -30,10 +30,11 @@ Endpoints
     the bare JSON string ``"404 page not found"``.
 
 Order of processing of an API request
-    read and log -> ``stall`` -> route (404) -> auth (401) -> ``latency`` (chat and
-    embeddings only) -> injected fault (``fail_next`` queue first, then the seeded
-    fault rate) -> validation (400: 20012 unknown model, 20015 invalid parameter,
-    20040 malformed image URL) -> scripted reply queue -> responder -> default reply.
+    read (paced by ``upload_mbit_per_s``) and log -> ``stall`` -> route (404) -> auth
+    (401) -> ``latency`` (chat and embeddings only) -> injected fault (``fail_next``
+    queue first, then the seeded fault rate) -> validation (400: 20012 unknown model,
+    20015 invalid parameter, 20040 malformed image URL) -> scripted reply queue ->
+    responder -> default reply.
 
 Default reply (no script, no responder)
     Line 1 ``I see N image(s).`` ("I see 1 image." / "I see 2 images."), then one line
@@ -85,6 +86,21 @@ Streaming
     HTTP body properly (``cut_mode="clean"``). A client that goes away mid-stream is
     counted in :attr:`LocalSiliconCloud.disconnects` and marked on its request.
 
+Upload bandwidth
+    ``upload_mbit_per_s`` (``None``, the default: as fast as loopback goes) caps how fast
+    request bodies are read, like a client's uplink, so that what an upload costs is
+    measured rather than estimated. The body is read in pieces (at most about 10 ms of
+    transfer each) and the reader sleeps so that the first ``n`` bytes are not taken before
+    ``n * 8 / (upload_mbit_per_s * 1e6)`` seconds after the request head: pacing by
+    elapsed time, so a client slower than the cap is not slowed further, and TCP's own
+    flow control holds the client back (its send blocks) as a real link would. Request
+    heads and responses are not throttled, and there is no per-request round trip (see
+    ``latency``). Each request records the cap applied (``upload_mbit_per_s``), the
+    time its body took to arrive (``upload_seconds``) and how much of that the throttle
+    slept (``upload_paused``). ``stop()`` wakes a throttled reader; a client that
+    closes mid-upload is no longer paced (Linux ``POLLRDHUP``), so what it sent is
+    drained at once and the request is dropped unlogged, like any body cut short.
+
 Other behaviour
     ``n`` is validated but one choice is returned. Image parts in ``tool`` messages
     are rejected (20015: the wire allows text only there); images in system or
@@ -107,7 +123,9 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import math
 import random
+import select
 import selectors
 import socket
 import socketserver
@@ -119,7 +137,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from ..catalog import CATALOG
@@ -189,6 +207,86 @@ class _BodyError(Exception):
         super().__init__(status)
         self.status = status
         self.body = body
+
+
+def check_upload_rate(value: object) -> float | None:
+    """``upload_mbit_per_s`` validated: ``None`` or a finite number > 0 (as a float)."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"upload_mbit_per_s must be None or a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def upload_floor_seconds(nbytes: int, mbit_per_s: float) -> float:
+    """The least time ``nbytes`` take to arrive at ``mbit_per_s`` (megabits: 10**6 bits)."""
+    return nbytes * 8 / (mbit_per_s * 1e6)
+
+
+class _Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+_PACE_TICK = 0.01  # seconds of transfer per piece read
+_PACE_PIECE_MIN = 256
+_PACE_PIECE_MAX = 256 * 1024
+
+
+class _UploadPacer:
+    """Reads a request body no faster than ``mbit_per_s`` (the ``upload_mbit_per_s`` knob).
+
+    Paced by elapsed time: once ``n`` bytes are in, the reader sleeps until
+    ``start + n / bytes_per_s`` (``start``: the first read), so the body as a whole takes
+    at least :func:`upload_floor_seconds` and a client slower than that is not slowed
+    further. ``wait(seconds)`` sleeps (it may raise to abandon the request) and returns
+    ``True`` to stop pacing: the rest is then read as fast as it comes. ``clock`` and
+    ``wait`` are parameters so that the arithmetic can be tested without sleeping.
+    """
+
+    def __init__(
+        self,
+        mbit_per_s: float,
+        *,
+        wait: Callable[[float], bool],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.bytes_per_s = mbit_per_s * 1e6 / 8
+        self.piece = int(min(_PACE_PIECE_MAX, max(_PACE_PIECE_MIN, self.bytes_per_s * _PACE_TICK)))
+        self.received = 0
+        self.paused = 0.0  # seconds slept so far
+        self.paced = True
+        self._wait = wait
+        self._clock = clock
+        self._start: float | None = None
+
+    def read(self, stream: _Readable, size: int) -> bytes:
+        """``size`` bytes from ``stream`` (fewer only if it ends first), paced."""
+        if not self.paced:
+            return stream.read(size)
+        if self._start is None:
+            self._start = self._clock()
+        parts: list[bytes] = []
+        left = size
+        while left > 0:
+            data = stream.read(min(self.piece, left) if self.paced else left)
+            if not data:
+                break
+            parts.append(data)
+            left -= len(data)
+            self.received += len(data)
+            if not self.paced:
+                continue
+            delay = self._start + self.received / self.bytes_per_s - self._clock()
+            if delay > 0:
+                self.paused += delay
+                if self._wait(delay):
+                    self.paced = False
+        return b"".join(parts)
 
 
 class _Server(ThreadingHTTPServer):
@@ -297,6 +395,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "siliconcloud-emulator"
     sys_version = ""
     server: _Server
+    _pacer: _UploadPacer | None = None
 
     def setup(self) -> None:
         super().setup()
@@ -337,10 +436,40 @@ class _Handler(BaseHTTPRequestHandler):
             raise _BodyError(400, DEFAULT_ERROR_BODIES[400])
         if n > _MAX_BODY:
             raise _BodyError(413, DEFAULT_ERROR_BODIES[413])
-        data = self.rfile.read(n)
+        data = self._read_exact(n)
         if len(data) < n:
             raise _ClientGone
         return data
+
+    def _read_exact(self, n: int) -> bytes:
+        pacer = self._pacer
+        return self.rfile.read(n) if pacer is None else pacer.read(self.rfile, n)
+
+    def _pace_wait(self, seconds: float) -> bool:
+        """The upload pacer's sleep: ``True`` once the client has closed its side (no
+        point pacing what is already sent); ``stop()`` abandons the request."""
+        stop = self.server.stop_event
+        deadline = time.monotonic() + seconds
+        while True:
+            if self._peer_closed():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if stop.wait(min(left, 0.05)):
+                raise _ClientGone
+
+    def _peer_closed(self) -> bool:
+        """Whether the client shut its sending side (Linux ``POLLRDHUP``; else ``False``)."""
+        rdhup = getattr(select, "POLLRDHUP", 0)
+        if not rdhup or not hasattr(select, "poll"):  # pragma: no cover - not Linux
+            return False
+        poller = select.poll()
+        poller.register(self.connection, rdhup | select.POLLHUP | select.POLLERR)
+        try:
+            return bool(poller.poll(0))
+        except OSError:  # pragma: no cover - the socket is already gone
+            return True
 
     def _read_chunked(self) -> bytes:
         chunks: list[bytes] = []
@@ -360,7 +489,7 @@ class _Handler(BaseHTTPRequestHandler):
             total += size
             if total > _MAX_BODY:
                 raise _BodyError(413, DEFAULT_ERROR_BODIES[413])
-            data = self.rfile.read(size + 2)
+            data = self._read_exact(size + 2)
             if len(data) < size + 2:
                 raise _ClientGone
             chunks.append(data[:size])
@@ -440,6 +569,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         emu = self.server.emulator
         path, _, query = self.path.partition("?")
+        rate = emu.upload_mbit_per_s
+        pacer = self._pacer = None if rate is None else _UploadPacer(rate, wait=self._pace_wait)
+        started = time.monotonic()
         try:
             raw = self._read_body()
         except _ClientGone:
@@ -462,7 +594,10 @@ class _Handler(BaseHTTPRequestHandler):
             stream=False,
             received_at=time.monotonic(),
             body_size=len(raw),
+            upload_mbit_per_s=rate,
+            upload_paused=pacer.paused if pacer is not None else 0.0,
         )
+        rec.upload_seconds = rec.received_at - started
         parsed: Any = None
         malformed = False
         if raw:
@@ -658,8 +793,9 @@ class LocalSiliconCloud:
         'Hello!'
 
     Behaviour knobs are plain attributes, safe to change between requests:
-    ``latency``, ``chunk_delay``, ``reply_chunks``, ``cut_stream_after``, ``cut_mode``,
-    ``stall``, ``extra_models`` (a set) and ``log_limit`` (the log keeps about the
+    ``latency``, ``chunk_delay``, ``reply_chunks``, ``upload_mbit_per_s`` (validated on
+    assignment), ``cut_stream_after``, ``cut_mode``, ``stall``, ``extra_models`` (a set)
+    and ``log_limit`` (the log keeps about the
     last ``log_limit`` requests, 100,000 by default; ``None`` keeps all). See the
     module documentation for the rules it follows.
     """
@@ -674,6 +810,7 @@ class LocalSiliconCloud:
         latency: float = 0.0,
         chunk_delay: float = 0.0,
         reply_chunks: int | None = None,
+        upload_mbit_per_s: float | None = None,
     ) -> None:
         if not isinstance(api_key, str) or not api_key:
             raise ValueError("api_key must be a non-empty string")
@@ -690,6 +827,7 @@ class LocalSiliconCloud:
         self.latency = float(latency)
         self.chunk_delay = float(chunk_delay)
         self.reply_chunks = reply_chunks
+        self.upload_mbit_per_s = upload_mbit_per_s
         self.cut_stream_after: int | None = None
         self.cut_mode: CutMode = "abort"
         self.stall = False
@@ -747,6 +885,19 @@ class LocalSiliconCloud:
         if wake is not None:
             wake[0].close()
             wake[1].close()
+
+    @property
+    def upload_mbit_per_s(self) -> float | None:
+        """How fast request bodies are read, in Mbit/s (``None``: unthrottled).
+
+        Emulates the client's uplink (see "Upload bandwidth" in the module doc); a
+        finite number > 0, applied from the next request on.
+        """
+        return self._upload_mbit_per_s
+
+    @upload_mbit_per_s.setter
+    def upload_mbit_per_s(self, value: float | None) -> None:
+        self._upload_mbit_per_s = check_upload_rate(value)
 
     @property
     def running(self) -> bool:
@@ -912,7 +1063,8 @@ class LocalSiliconCloud:
 
     def clear(self) -> None:
         """Forget the log, scripts, responder and faults (fail_next, fault rate, stream cut,
-        stall); keep latency, chunk_delay, reply_chunks, registered URLs and files."""
+        stall); keep latency, chunk_delay, reply_chunks, upload_mbit_per_s, registered URLs
+        and files."""
         with self._lock:
             self._log.clear()
             self._file_log.clear()

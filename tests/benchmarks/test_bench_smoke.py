@@ -93,7 +93,10 @@ def test_timings_are_positive_numbers(report: dict[str, Any]) -> None:
         ("streaming", "ttfc_ms"),
         ("streaming", "per_chunk_us"),
         ("photo_low", "wall_ms"),
+        ("photo_low", "uplink_ms"),
         ("photo_high", "wall_ms"),
+        ("photo_high", "uplink_ms"),
+        ("photo_high", "upload_ms"),
         ("concurrency", "wall_ms"),
         ("imports", "import_ms"),
     ]:

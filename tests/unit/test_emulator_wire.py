@@ -6,7 +6,12 @@ import base64
 import http.client
 import io
 import json
-from collections.abc import Iterator
+import math
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx2
@@ -23,6 +28,7 @@ from siliconvision.testing._chat import (
 )
 from siliconvision.testing._embeddings import embed_text
 from siliconvision.testing._imaging import decode_image
+from siliconvision.testing.emulator import _UploadPacer, upload_floor_seconds
 
 QWEN = "Qwen/Qwen2.5-VL-72B-Instruct"
 
@@ -231,3 +237,182 @@ def test_constructor_validation_and_restart() -> None:
             )
             assert response.status_code == 200
     assert not emu.running
+
+
+# --------------------------------------------------------------------------- upload throttle
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(0.01)
+    return predicate()
+
+
+def noise_png(size: tuple[int, int] = (256, 256)) -> bytes:
+    rnd = random.Random(7)
+    img = Image.frombytes(
+        "RGB", size, bytes(rnd.getrandbits(8) for _ in range(size[0] * size[1] * 3))
+    )
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("bad", [0, -1, 0.0, math.nan, math.inf, True, "100"])
+def test_upload_rate_is_validated(bad: Any) -> None:
+    with pytest.raises(ValueError, match="upload_mbit_per_s"):
+        LocalSiliconCloud(upload_mbit_per_s=bad)
+    emu = LocalSiliconCloud(upload_mbit_per_s=100)
+    assert emu.upload_mbit_per_s == 100.0 and isinstance(emu.upload_mbit_per_s, float)
+    with pytest.raises(ValueError, match="upload_mbit_per_s"):
+        emu.upload_mbit_per_s = bad
+    assert emu.upload_mbit_per_s == 100.0  # a refused value changes nothing
+    emu.clear()
+    assert emu.upload_mbit_per_s == 100.0  # a knob, kept like latency
+    emu.upload_mbit_per_s = None
+    assert emu.upload_mbit_per_s is None and LocalSiliconCloud().upload_mbit_per_s is None
+
+
+class FakeClock:
+    """Time that passes only when the pacer sleeps (or when a read is made slow)."""
+
+    def __init__(self, per_read: float = 0.0) -> None:
+        self.now = 100.0
+        self.per_read = per_read
+        self.sleeps: list[float] = []
+
+    def wait(self, seconds: float) -> bool:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        return False
+
+    def stream(self, data: bytes) -> Any:
+        clock = self
+
+        class Slow(io.BytesIO):
+            def read(self, size: int | None = -1, /) -> bytes:
+                clock.now += clock.per_read
+                return super().read(size)
+
+        return Slow(data)
+
+
+def test_upload_pacer_paces_by_elapsed_time() -> None:
+    assert upload_floor_seconds(1_000_000, 8) == pytest.approx(1.0)
+    assert upload_floor_seconds(12_500_000, 100) == pytest.approx(1.0)
+    data = bytes(range(256)) * 4096  # 1 MiB
+    clock = FakeClock()
+    pacer = _UploadPacer(8, wait=clock.wait, clock=lambda: clock.now)  # 1,000,000 bytes/s
+    assert pacer.bytes_per_s == pytest.approx(1e6) and pacer.piece == 10_000  # 10 ms a piece
+    stream = clock.stream(data)
+    got = pacer.read(stream, 600_000) + pacer.read(stream, len(data) - 600_000)
+    assert got == data and pacer.received == len(data)
+    assert len(clock.sleeps) == math.ceil(600_000 / 10_000) + math.ceil(448_576 / 10_000)
+    # Instant reads: the throttle sleeps exactly the floor, whatever the split.
+    assert pacer.paused == pytest.approx(upload_floor_seconds(len(data), 8))
+    assert clock.now - 100.0 == pytest.approx(upload_floor_seconds(len(data), 8))
+
+
+def test_upload_pacer_never_slows_a_slower_client_and_can_let_go() -> None:
+    slow = FakeClock(per_read=0.05)  # 10,000-byte pieces at 200 kB/s: slower than the cap
+    pacer = _UploadPacer(8, wait=slow.wait, clock=lambda: slow.now)
+    assert pacer.read(slow.stream(b"x" * 100_000), 100_000) == b"x" * 100_000
+    assert slow.sleeps == [] and pacer.paused == 0.0
+    # wait() returning True (the client closed its side) stops pacing: the rest at once.
+    calls: list[float] = []
+
+    def let_go(seconds: float) -> bool:
+        calls.append(seconds)
+        return True
+
+    clock = FakeClock()
+    pacer = _UploadPacer(8, wait=let_go, clock=lambda: clock.now)
+    assert pacer.read(io.BytesIO(b"y" * 50_000), 50_000) == b"y" * 50_000
+    assert len(calls) == 1 and not pacer.paced
+    # A body cut short comes back short (the handler turns that into "client gone").
+    pacer = _UploadPacer(8, wait=clock.wait, clock=lambda: clock.now)
+    assert pacer.read(io.BytesIO(b"z" * 25_000), 40_000) == b"z" * 25_000
+    # Pieces stay between 256 bytes and 256 KiB whatever the rate.
+    assert _UploadPacer(0.001, wait=clock.wait).piece == 256
+    assert _UploadPacer(100_000, wait=clock.wait).piece == 256 * 1024
+
+
+def test_throttled_uploads_arrive_intact() -> None:
+    picture = noise_png()
+    body = {
+        "model": QWEN,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": uri(picture), "detail": "high"}},
+                    {"type": "text", "text": "what?"},
+                ],
+            }
+        ],
+    }
+    payload = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    with LocalSiliconCloud(upload_mbit_per_s=400) as emu:
+        headers["Authorization"] = f"Bearer {emu.api_key}"
+        with httpx2.Client(base_url=emu.base_url, headers=headers, timeout=10) as c:
+            plain = c.post("/chat/completions", content=payload)
+        conn = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=10)
+        try:  # chunked transfer-encoding, in uneven chunks
+            pieces = iter([payload[:1000], payload[1000:70_001], payload[70_001:]])
+            conn.request(
+                "POST", "/v1/chat/completions", body=pieces, headers=headers, encode_chunked=True
+            )
+            chunked = conn.getresponse()
+            chunked_body = chunked.read()
+        finally:
+            conn.close()
+        emu.upload_mbit_per_s = None
+        with httpx2.Client(base_url=emu.base_url, headers=headers, timeout=10) as c:
+            free = c.post("/chat/completions", content=payload)
+        first, second, third = emu.requests
+    expected = "Image 1: 256x256 PNG, detail high"
+    assert plain.status_code == 200 and expected in plain.json()["choices"][0]["message"]["content"]
+    assert (
+        chunked.status == 200
+        and expected in json.loads(chunked_body)["choices"][0]["message"]["content"]
+    )
+    assert free.status_code == 200
+    for rec in (first, second, third):
+        assert rec.body_size == len(payload) and rec.images[0].byte_size == len(picture)
+    assert first.upload_mbit_per_s == second.upload_mbit_per_s == 400.0
+    assert third.upload_mbit_per_s is None and third.upload_paused == 0.0
+
+
+def _start_upload(emu: LocalSiliconCloud, sent: int, declared: int) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", emu.port))
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {emu.api_key}\r\nContent-Length: {declared}\r\n\r\n"
+    )
+    s.sendall(head.encode() + b"x" * sent)
+    return s
+
+
+def _handlers(port: int) -> int:
+    name = f"siliconcloud-emulator-conn-{port}"
+    return sum(t.name == name for t in threading.enumerate())
+
+
+def test_throttled_upload_ends_when_the_client_leaves_or_the_server_stops() -> None:
+    # 1,250 bytes/s: reading the 50 kB already sent would take 40 s at the cap.
+    emu = LocalSiliconCloud(upload_mbit_per_s=0.01).start()
+    port = emu.port
+    try:
+        s = _start_upload(emu, 50_000, 100_000)
+        assert wait_until(lambda: _handlers(port) == 1)
+        s.close()  # the client gives up mid-upload: its handler ends without the 40 s
+        assert wait_until(lambda: _handlers(port) == 0)
+        assert emu.requests == []  # a body cut short is never logged
+        s = _start_upload(emu, 50_000, 100_000)
+        assert wait_until(lambda: _handlers(port) == 1)
+    finally:
+        emu.stop()  # wakes the throttled reader
+    assert _handlers(port) == 0
+    s.close()
