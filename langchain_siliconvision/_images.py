@@ -6,7 +6,7 @@ from typing import Any
 
 from siliconvision.catalog import Detail
 from siliconvision.errors import ContentError, ImageInputError
-from siliconvision.images import ImageSource, is_image_url, prepare_image
+from siliconvision.images import ImageSource, encode_image, is_image_url, prepare_image
 
 __all__ = ["image_block"]
 
@@ -22,16 +22,21 @@ def image_block(
 
     ``source``: a local path (``str`` or ``Path``), ``bytes``, a binary file object, a
     ``PIL.Image``, a ``data:`` URI or an http(s) URL. URLs stay URLs
-    (``{"type": "image", "url": ...}``); everything else is read, validated (its real
-    format sniffed from the bytes) and base64-encoded
-    (``{"type": "image", "base64": ..., "mime_type": ...}``). A bad image raises
-    :class:`~siliconvision.errors.ImageInputError` here, before any request.
+    (``{"type": "image", "url": ...}``); everything else is read, validated and
+    base64-encoded (``{"type": "image", "base64": ..., "mime_type": ...}``). A bad
+    image raises :class:`~siliconvision.errors.ImageInputError` here, before any
+    request: not an image (the real format is sniffed from the bytes), a corrupt
+    header, a decompression bomb, a file cut short.
 
     ``detail`` (``"low"``/``"high"``/``"auto"``) is kept in ``extras["detail"]`` and
     wins over the model's ``detail`` when the message is sent. The block holds the
-    image as given; :class:`~langchain_siliconvision.ChatSiliconVision` downsizes it
-    to what the target model keeps when sending. Pass ``model`` to downsize now
-    instead (smaller messages in memory and traces).
+    image's own bytes (:func:`siliconvision.images.encode_image`: checked from its
+    header and structure, not decoded, so a 12 MP photo costs a few milliseconds
+    here); :class:`~langchain_siliconvision.ChatSiliconVision` decodes and downsizes
+    it once, when sending, to what the target model keeps (and caches the result).
+    Formats servers do not take (TIFF, BMP, ...) and ``PIL.Image`` sources are
+    converted to PNG/JPEG here. Pass ``model`` to downsize now instead (smaller
+    messages in memory and traces).
 
     Example:
         >>> from langchain_core.messages import HumanMessage
@@ -49,6 +54,9 @@ def image_block(
     if isinstance(source, str) and is_image_url(source):
         prepared = prepare_image(source, model=model, detail=detail, cache=None)
         block = {"type": "image", "url": prepared.url}
+    elif model is None:
+        encoded = encode_image(source)
+        block = {"type": "image", "base64": encoded.data, "mime_type": encoded.mime_type}
     else:
         prepared = prepare_image(source, model=model, detail=detail)
         header, _, payload = prepared.url.partition(",")

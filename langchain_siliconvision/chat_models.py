@@ -63,6 +63,7 @@ from siliconvision.client import (
 )
 from siliconvision.content import Image
 from siliconvision.errors import ContentError
+from siliconvision.images import Base64Image
 from siliconvision.tokens import estimate_prompt_tokens, estimate_text_tokens
 from siliconvision.wire import ChatResult as CoreChatResult
 from siliconvision.wire import StreamDelta, Usage
@@ -120,7 +121,9 @@ def _from_base64(data: Any, mime_type: Any, detail: Any, where: str) -> dict[str
     if not isinstance(data, str) or not data:
         raise ContentError(f"{where}: base64 image data must be a non-empty string")
     if isinstance(mime_type, str) and mime_type.lower().startswith("image/"):
-        return _image_url_part(f"data:{mime_type};base64,{data}", detail)
+        # Not a ``data:`` URI: that would copy the whole payload once more, for
+        # nothing when the image is downsized (the core builds the URI it sends).
+        return Image(Base64Image(data, mime_type), detail=detail)
     if mime_type:
         raise ContentError(f"{where}: mime_type {mime_type!r} is not an image type")
     try:  # no MIME type given: the core sniffs the real format from the bytes
@@ -140,8 +143,9 @@ def _no_files_api(file_id: Any, where: str) -> ContentError:
 
 def _format_image(block: Mapping[str, Any], where: str) -> dict[str, Any] | Image:
     """One image block (v1 standard, v0 ``source_type``, or Anthropic ``source``) as an
-    ``image_url`` part (or :class:`~siliconvision.content.Image` for raw bytes), with
-    its ``detail``."""
+    ``image_url`` part (URLs) or a :class:`~siliconvision.content.Image` (base64 data:
+    a :class:`~siliconvision.images.Base64Image`, or the decoded bytes when no MIME
+    type is given), with its ``detail``."""
     detail = _detail_of(block)
     source_type = block.get("source_type")
     if source_type is not None:  # the older v0 form

@@ -37,7 +37,14 @@ from PIL import Image as PILImage
 
 from .catalog import DETAILS, IMAGE_ORDERS, Detail, ImageOrder, ModelSpec, get_model_spec
 from .errors import ContentError
-from .images import DEFAULT_CACHE, ImageCache, ImageSource, is_image_url, prepare_image
+from .images import (
+    DEFAULT_CACHE,
+    Base64Image,
+    ImageCache,
+    ImageSource,
+    is_image_url,
+    prepare_image,
+)
 
 __all__ = [
     "ContentItem",
@@ -81,7 +88,7 @@ class Video:
     fps: float | None = None
 
 
-ContentItem: TypeAlias = "str | Image | Video | os.PathLike[str] | bytes | bytearray | PILImage.Image | Mapping[str, Any]"  # noqa: E501
+ContentItem: TypeAlias = "str | Image | Video | os.PathLike[str] | bytes | bytearray | PILImage.Image | Base64Image | Mapping[str, Any]"  # noqa: E501
 
 
 def resolve_detail(
@@ -107,7 +114,7 @@ def _check_image_order(image_order: str) -> None:
 
 
 def _is_media_item(item: object) -> bool:
-    if isinstance(item, (Image, Video, bytes, bytearray, memoryview, PILImage.Image)):
+    if isinstance(item, (Image, Video, bytes, bytearray, memoryview, PILImage.Image, Base64Image)):
         return True
     if isinstance(item, os.PathLike):
         return True
@@ -236,7 +243,7 @@ def _convert_item(item: object, settings: _Settings, where: str) -> dict[str, An
             f"{where}: content part type {kind!r} is not supported by SiliconCloud chat "
             "(supported: text, image_url, video_url)"
         )
-    if isinstance(item, (bytes, bytearray, memoryview, PILImage.Image, os.PathLike)):
+    if isinstance(item, (bytes, bytearray, memoryview, PILImage.Image, os.PathLike, Base64Image)):
         return _image_part(cast(ImageSource, item), None, settings, where)
     raise ContentError(
         f"{where}: cannot send an item of type {type(item).__name__}; pass text (str), "
@@ -264,15 +271,26 @@ def build_content(
     """The ordered ``content`` parts of one user message.
 
     ``items``: text (``str``), images (``Path``, ``bytes``, ``PIL.Image``,
-    :class:`Image`, or ``{"type":"image_url",...}`` dicts: data URIs are downsized,
-    http(s) URLs pass through), :class:`Video`, ``{"type":"text"|"video_url"}``
+    :class:`~siliconvision.images.Base64Image`, :class:`Image`, or
+    ``{"type":"image_url",...}`` dicts: data URIs are downsized, http(s) URLs pass
+    through), :class:`Video`, ``{"type":"text"|"video_url"}``
     dicts. A plain ``str`` is always text: wrap paths in ``Path`` or :class:`Image`.
     ``image_count`` (default: the images in ``items``) is the number of images in
     the whole request, which some servers' sizing depends on.
     """
     _check_image_order(image_order)
     spec = get_model_spec(model)
-    single = (str, Mapping, Image, Video, bytes, bytearray, PILImage.Image, os.PathLike)
+    single = (
+        str,
+        Mapping,
+        Image,
+        Video,
+        bytes,
+        bytearray,
+        PILImage.Image,
+        os.PathLike,
+        Base64Image,
+    )
     if isinstance(items, single):
         items = [items]
     item_list = list(cast(Iterable[object], items))

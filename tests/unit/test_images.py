@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import math
 import os
 import struct
 import sys
@@ -932,3 +933,42 @@ def test_fetch_timeout() -> None:
             prepare_image(
                 f"http://127.0.0.1:{port}/a.png", fetch_urls=True, fetch_timeout=0.3, cache=None
             )
+
+
+def _photo_like(size: tuple[int, int], mode: str) -> Image.Image:
+    """Smooth gradients with mild grain: what cameras make (pure noise is no photo)."""
+    gradient = Image.linear_gradient("L").resize(size)
+    r, g = gradient, gradient.rotate(90).resize(size)
+    b = Image.radial_gradient("L").resize(size)
+    img = Image.merge("RGB", (r, g, b))
+    img = Image.blend(img, Image.effect_noise(size, 30).convert("RGB"), 0.15)
+    if mode == "RGBA":  # alpha from 128: below, un-premultiplying magnifies any rounding
+        img.putalpha(Image.linear_gradient("L").point(lambda v: 128 + v // 2).resize(size))
+    return img.convert(mode)
+
+
+@pytest.mark.parametrize("strip_bytes", [1 << 40, 3 << 20, 1 << 20], ids=["2", "6", "18"])
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_strip_resize_matches_one_plain_bicubic_resize(
+    mode: str, strip_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Big, mild reductions are resized in strips by two threads; the result is one
+    ``resize(size, BICUBIC)`` (what Qwen2-VL's image processor makes of the original)
+    to within rounding, however many strips."""
+    from PIL import ImageChops, ImageStat
+
+    from siliconvision import images
+
+    monkeypatch.setattr(images, "_RESIZE_STRIP_BYTES", strip_bytes)
+    src = _photo_like((2400, 1800), mode)  # 4.3 MP: the strip path
+    target = (1764, 1316)
+    assert images._RESAMPLE == Image.Resampling.BICUBIC
+    assert src.width * src.height >= images._PARALLEL_RESIZE_MIN_PIXELS
+    out = images._resize(src, target)
+    assert out.mode == mode and out.size == target
+    difference = ImageChops.difference(out, src.resize(target, Image.Resampling.BICUBIC))
+    extrema = difference.getextrema()
+    bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
+    assert max(high for _, high in bands) <= 4
+    mean_square = sum(v * v for v in ImageStat.Stat(difference).rms) / len(mode)
+    assert mean_square == 0 or 10 * math.log10(255**2 / mean_square) >= 50
