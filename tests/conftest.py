@@ -25,3 +25,24 @@ def emulator() -> Iterator[object]:
 
     with LocalSiliconCloud() as emu:
         yield emu
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, tuple[int, int]]]]:
+    """(format, size) of every pixel decode Pillow does in this thread (the in-process
+    emulator decodes what it receives in its own threads)."""
+    import threading
+
+    from PIL import ImageFile
+
+    seen: list[tuple[str, tuple[int, int]]] = []
+    original = ImageFile.ImageFile.load
+    thread = threading.get_ident()
+
+    def load(self: ImageFile.ImageFile) -> object:
+        if self.tile and threading.get_ident() == thread:
+            seen.append((str(self.format), self.size))
+        return original(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    yield seen

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import base64
 import io
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from langchain_core.messages import HumanMessage
-from PIL import Image, ImageFile
+from PIL import Image
 
 from langchain_siliconvision import ChatSiliconVision, image_block
 from siliconvision.errors import ImageInputError
@@ -29,23 +28,6 @@ def photo_jpeg(size: tuple[int, int], **params: object) -> bytes:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-@pytest.fixture
-def decodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, tuple[int, int]]]]:
-    """(format, size) of every pixel decode Pillow does in this thread (the in-process
-    emulator decodes what it receives in its own threads)."""
-    seen: list[tuple[str, tuple[int, int]]] = []
-    original = ImageFile.ImageFile.load
-    thread = threading.get_ident()
-
-    def load(self: ImageFile.ImageFile) -> object:
-        if self.tile and threading.get_ident() == thread:
-            seen.append((str(self.format), self.size))
-        return original(self)
-
-    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
-    yield seen
 
 
 @pytest.fixture

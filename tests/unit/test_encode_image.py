@@ -13,13 +13,11 @@ import io
 import os
 import re
 import struct
-import threading
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageFile
+from PIL import Image
 
 from siliconvision.content import build_content
 from siliconvision.errors import ImageInputError
@@ -30,6 +28,7 @@ from siliconvision.images import (
     encode_image,
     prepare_image,
 )
+from tests.imaging import png_header
 
 QWEN = "Qwen/Qwen2.5-VL-72B-Instruct"
 
@@ -51,33 +50,6 @@ def b64(data: bytes) -> str:
 
 def chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width`` x ``height`` (a decompression bomb's shape)."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 1024))
-        + chunk(b"IEND", b"")
-    )
-
-
-@pytest.fixture
-def decodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, tuple[int, int]]]]:
-    """(format, size) of every pixel decode Pillow does in this thread."""
-    seen: list[tuple[str, tuple[int, int]]] = []
-    original = ImageFile.ImageFile.load
-    thread = threading.get_ident()
-
-    def load(self: ImageFile.ImageFile) -> object:
-        if self.tile and threading.get_ident() == thread:
-            seen.append((str(self.format), self.size))
-        return original(self)
-
-    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
-    yield seen
 
 
 JPEG = encoded(noise((640, 480)), "JPEG")
@@ -197,8 +169,8 @@ BAD: dict[str, tuple[bytes, str]] = {
     "eps": (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n", r"not an image"),
     "zip": (b"PK\x03\x04" + b"\x00" * 40, r"not an image"),
     "png signature, then html": (b"\x89PNG\r\n\x1a\n<html></html>", r"not an image"),
-    "decompression bomb": (png_claiming(100_000, 100_000), r"decompression bomb"),
-    "bomb just over the limit": (png_claiming(10_000, 10_000), r"decompression bomb"),
+    "decompression bomb": (png_header(100_000, 100_000), r"decompression bomb"),
+    "bomb just over the limit": (png_header(10_000, 10_000), r"decompression bomb"),
     "corrupt jpeg header": (JPEG[:300], r"corrupt image header"),
     "truncated jpeg": (JPEG[: len(JPEG) // 2], r"truncated or corrupt"),
     "truncated progressive jpeg": (PROGRESSIVE[: len(PROGRESSIVE) * 9 // 10], r"truncated"),

@@ -11,11 +11,9 @@ import functools
 import io
 import math
 import os
-import struct
 import sys
 import threading
 import warnings
-import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +36,7 @@ from siliconvision.images import (
     prepare_image,
 )
 from siliconvision.tokens import client_target_size
+from tests.imaging import png_header
 
 QWEN = "Qwen/Qwen2.5-VL-72B-Instruct"
 DEEPSEEK = "deepseek-ai/deepseek-vl2"
@@ -95,22 +94,6 @@ def small_png() -> bytes:
 @pytest.fixture
 def small_jpeg() -> bytes:
     return encode(photo((64, 48)), "JPEG", quality=85)
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width`` x ``height`` but holds (almost) no pixels."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-        + chunk(b"IEND", b"")
-    )
 
 
 # --------------------------------------------------------------------------- source forms
