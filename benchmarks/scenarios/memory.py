@@ -50,8 +50,11 @@ def run(ctx: Context) -> ScenarioResult:
             + (
                 " (within what the server keeps at detail=high: every client sends it as it is)"
                 if case == "as is"
-                else " (48 MP: we downsize it to what the server keeps, which needs its pixels"
-                " decoded, 3 bytes each)"
+                else f" ({width * height / 1e6:.0f} MP: we downsize it to what the server keeps,"
+                " which needs its pixels decoded; Pillow holds 4 bytes a pixel, so the decoded"
+                f" image alone is {width * height * 4 / _MB:.0f} MiB ="
+                f" {width * height * 4 / size:.1f}x the file: no client that downsizes it can"
+                " stay within 4x)"
             )
         )
         for cls in classes(ctx, "memory"):
@@ -89,7 +92,10 @@ def run(ctx: Context) -> ScenarioResult:
             "during the request minus RSS before it. Kept: RSS after it minus RSS before "
             "(our image cache keeps the prepared image for the next question). "
             + "; ".join(descriptions)
-            + "."
+            + ". ChatSiliconVision's extra over our client is langchain-core's: "
+            "`BaseChatModel` copies every base64 image block into a data URI for tracing "
+            "(`_format_for_tracing`) on every call, with or without callbacks, and the "
+            "message itself holds the block's base64."
         ),
         metrics=[
             Metric("case", "case", "{}", ratio=False),
