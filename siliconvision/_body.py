@@ -16,7 +16,7 @@ import secrets
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-__all__ = ["JSONBody"]
+__all__ = ["AsyncJSONBody", "AsyncRestartingBody", "JSONBody", "RestartingBody"]
 
 #: Strings at least this long are written in slices instead of joining the JSON text.
 STREAM_MIN_CHARS = 1 << 16
@@ -38,9 +38,10 @@ def _writes_as_is(text: str) -> bool:
 class JSONBody:
     """``body`` as compact JSON bytes (``json.dumps(body, ensure_ascii=False,
     separators=(",", ":"))``), read as a seekable binary file without ever being
-    joined: the SDK rewinds it to re-send on a retry, and the HTTP client reads it in
-    64 KiB pieces. :attr:`length` is the exact byte count, for ``Content-Length``.
-    ``TypeError``/``ValueError`` as ``json.dumps`` raises them.
+    joined: the SDK rewinds it to re-send on a retry (openai 3.x; for SDKs that do not,
+    :meth:`restarting`), and the HTTP client reads it in 64 KiB pieces. :attr:`length`
+    is the exact byte count, for ``Content-Length``. ``TypeError``/``ValueError`` as
+    ``json.dumps`` raises them.
 
     >>> body = JSONBody({"messages": [{"content": "data:image/png;base64," + "A" * 70_000}]})
     >>> data = b"".join(body)
@@ -88,9 +89,13 @@ class JSONBody:
 
     def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes from the current position (all that is left for -1)."""
-        end = self.length if size is None or size < 0 else min(self.length, self._position + size)
+        data = self._read_at(self._position, size)
+        self._position += len(data)
+        return data
+
+    def _read_at(self, position: int, size: int) -> bytes:
+        end = self.length if size is None or size < 0 else min(self.length, position + size)
         out: list[bytes] = []
-        position = self._position
         index = bisect.bisect_right(self._starts, position) - 1
         while position < end:
             segment, start = self._segments[index], self._starts[index]
@@ -99,7 +104,6 @@ class JSONBody:
             out.append(part.encode("ascii") if isinstance(part, str) else part)
             position = start + stop
             index += 1
-        self._position = position
         return out[0] if len(out) == 1 else b"".join(out)
 
     def seekable(self) -> bool:
@@ -114,12 +118,20 @@ class JSONBody:
         return self._position
 
     def __iter__(self) -> Iterator[bytes]:
-        while chunk := self.read(_SLICE):
+        """The whole body from the start, whatever the position (which it leaves alone)."""
+        position = 0
+        while chunk := self._read_at(position, _SLICE):
+            position += len(chunk)
             yield chunk
 
     def asynchronous(self) -> AsyncJSONBody:
         """This body for an async HTTP client (which must not see ``__iter__``)."""
         return AsyncJSONBody(self)
+
+    def restarting(self) -> RestartingBody:
+        """This body as a plain iterable (no ``read``): an HTTP client iterates it from
+        the start on every attempt, for SDKs that retry without rewinding a file."""
+        return RestartingBody(self)
 
 
 class AsyncJSONBody:
@@ -140,6 +152,33 @@ class AsyncJSONBody:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while chunk := self.body.read(_SLICE):
+            yield chunk
+
+
+class RestartingBody:
+    """:meth:`JSONBody.restarting`: iterable (sync or async) from the start, every time."""
+
+    def __init__(self, body: JSONBody) -> None:
+        self.body = body
+        self.length = body.length
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.body)
+
+    def asynchronous(self) -> AsyncRestartingBody:
+        """This body for an async HTTP client (``__aiter__`` only)."""
+        return AsyncRestartingBody(self.body)
+
+
+class AsyncRestartingBody:
+    """:class:`RestartingBody` for an async HTTP client (``__aiter__`` only)."""
+
+    def __init__(self, body: JSONBody) -> None:
+        self.body = body
+        self.length = body.length
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.body:
             yield chunk
 
 

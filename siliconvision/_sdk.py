@@ -27,9 +27,11 @@ from .errors import SiliconVisionError
 
 __all__ = ["AsyncSiliconCloudOpenAI", "MissingAPIKeyError", "SiliconCloudOpenAI"]
 
-# openai added ``post(content=...)`` (a streamed body) during 2.x; before it, bodies are
-# sent the SDK's way.
+# Bodies go as a JSONBody where the SDK takes ``post(content=...)``. openai 3.x rewinds
+# a seekable body before it retries; 2.x re-sends what it was given, so there the body
+# goes as a plain iterable that starts over on every attempt.
 _POST_TAKES_CONTENT = "content" in inspect.signature(openai.OpenAI.post).parameters
+_SDK_REWINDS_BODIES = hasattr(openai._base_client, "_RequestBodyReplay")
 
 
 class MissingAPIKeyError(SiliconVisionError, openai.OpenAIError):
@@ -107,8 +109,10 @@ class _SiliconCloudSDK:
             else:
                 headers["Content-Type"] = "application/json"
                 headers["Content-Length"] = str(json_body.length)
-                content = json_body.asynchronous() if is_async else json_body
-                payload = {"content": content}
+                content: Any = json_body
+                if not _SDK_REWINDS_BODIES:
+                    content = json_body.restarting()
+                payload = {"content": content.asynchronous() if is_async else content}
         return self.post(  # type: ignore[attr-defined]
             "/chat/completions",
             cast_to=object,

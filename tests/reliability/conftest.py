@@ -168,7 +168,11 @@ class RetryLog:
     budgets: set[int] = field(default_factory=set)
 
 
-_RETRY_LINE = re.compile(r"Retrying request in ([0-9.e+-]+) seconds \(retry (\d+) of (\d+)\)")
+# openai 3.x: "Retrying request in X seconds (retry i of n)"; 2.x: "Retrying request to
+# /path in X seconds" (no count: the tests then number a call's retries in order).
+_RETRY_LINE = re.compile(
+    r"Retrying request(?: to \S+)? in ([0-9.e+-]+) seconds(?: \(retry (\d+) of (\d+)\))?"
+)
 
 
 class _RetryHandler(logging.Handler):
@@ -180,8 +184,9 @@ class _RetryHandler(logging.Handler):
         match = _RETRY_LINE.search(record.getMessage())
         if match:
             self.log.delays.append(float(match.group(1)))
-            self.log.retry_numbers.append(int(match.group(2)))
-            self.log.budgets.add(int(match.group(3)))
+            if match.group(2) is not None:
+                self.log.retry_numbers.append(int(match.group(2)))
+                self.log.budgets.add(int(match.group(3)))
 
 
 @contextmanager

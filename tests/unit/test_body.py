@@ -51,8 +51,10 @@ def test_bytes_equal_json_dumps_in_any_read_sizes_and_after_a_rewind(
         patch.setattr(_body, "STREAM_MIN_CHARS", 8)  # so short strings take the long path too
         stream = JSONBody(body)
     assert stream.length == len(expected)
-    assert b"".join(stream) == expected
-    assert stream.read() == b"" and stream.tell() == len(expected)
+    # Iterating always gives the whole body (the restarting form relies on it).
+    assert b"".join(stream) == expected == b"".join(stream.restarting())
+    assert stream.read() == expected and stream.read() == b""
+    assert stream.tell() == len(expected)
     # A retry rewinds and reads again, in the HTTP client's own piece sizes.
     stream.seek(0)
     pieces, turn = [], 0
@@ -94,3 +96,18 @@ async def test_the_async_view_reads_the_same_bytes() -> None:
     )
     view.seek(0)
     assert await view.aread(10) == b'{"content"'
+
+
+async def test_the_restarting_form_gives_the_whole_body_on_every_attempt() -> None:
+    """For an SDK that retries without rewinding (openai 2.x): a plain iterable, no
+    ``read``, so the HTTP client iterates it afresh on every attempt."""
+    content = {"content": "data:image/png;base64," + "B" * 150_000}
+    body = JSONBody(content)
+    body.read(1000)  # a position left mid-body by an earlier attempt changes nothing
+    restarting = body.restarting()
+    assert not hasattr(restarting, "read")
+    assert b"".join(restarting) == b"".join(restarting) == reference(content)
+    view = restarting.asynchronous()
+    assert not hasattr(view, "__iter__")
+    for _ in range(2):
+        assert b"".join([chunk async for chunk in view]) == reference(content)
