@@ -27,9 +27,11 @@ from .errors import SiliconVisionError
 
 __all__ = ["AsyncSiliconCloudOpenAI", "MissingAPIKeyError", "SiliconCloudOpenAI"]
 
-# Bodies go as a JSONBody where the SDK takes ``post(content=...)``. openai 3.x rewinds
-# a seekable body before it retries; 2.x re-sends what it was given, so there the body
-# goes as a plain iterable that starts over on every attempt.
+# Bodies go as a JSONBody where the SDK takes ``post(content=...)``. From about openai
+# 3.20 the SDK rewinds a seekable body before it retries (``_RequestBodyReplay``, and it
+# retries no other iterable); before, it re-sends what it was given, so there the body
+# goes as a plain iterable that starts over on every attempt. Should the class be
+# renamed, retries of such bodies would stop: tests/e2e retries a big body to catch it.
 _POST_TAKES_CONTENT = "content" in inspect.signature(openai.OpenAI.post).parameters
 _SDK_REWINDS_BODIES = hasattr(openai._base_client, "_RequestBodyReplay")
 
