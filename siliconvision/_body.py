@@ -38,7 +38,7 @@ def _writes_as_is(text: str) -> bool:
 class JSONBody:
     """``body`` as compact JSON bytes (``json.dumps(body, ensure_ascii=False,
     separators=(",", ":"))``), read as a seekable binary file without ever being
-    joined: the SDK rewinds it to re-send on a retry (openai 3.x; for SDKs that do not,
+    joined: the SDK rewinds it to re-send on a retry (openai >= 3.20; for SDKs that do not,
     :meth:`restarting`), and the HTTP client reads it in 64 KiB pieces. :attr:`length`
     is the exact byte count, for ``Content-Length``. ``TypeError``/``ValueError`` as
     ``json.dumps`` raises them.
@@ -151,7 +151,8 @@ class AsyncJSONBody:
         return self.body.read(size)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        while chunk := self.body.read(_SLICE):
+        """The whole body from the start, like :meth:`JSONBody.__iter__`."""
+        for chunk in self.body:
             yield chunk
 
 

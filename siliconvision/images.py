@@ -1403,7 +1403,7 @@ def _unsupported(source: object, label: str) -> ImageInputError:
     return ImageInputError(
         label,
         f"unsupported image source type {type(source).__name__}; expected a path, URL, "
-        "data URI, bytes, binary file object or PIL.Image",
+        "data URI, bytes, binary file object, PIL.Image or Base64Image",
     )
 
 
