@@ -23,8 +23,8 @@ VIDEO = "Qwen/Qwen3-VL-8B-Instruct"
 # LlamaIndex's agent workflows inspect their own pydantic fields (inspect.getmembers)
 # and ReActAgent reads a deprecated property: third-party noise, not ours.
 _THIRD_PARTY_WARNINGS = (
-    "ignore::pydantic.warnings.PydanticDeprecatedSince20",
-    "ignore::pydantic.warnings.PydanticDeprecatedSince211",
+    # the base class of PydanticDeprecatedSince20 / Since211 (the latter is new in 2.11)
+    "ignore::pydantic.warnings.PydanticDeprecationWarning",
     "ignore:is_running called from within a step:DeprecationWarning",
 )
 

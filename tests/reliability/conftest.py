@@ -28,8 +28,8 @@ FAULT_STATUSES = (429, 503)
 
 # LlamaIndex's instrumentation and agent code use deprecated pydantic APIs (third party).
 _THIRD_PARTY_WARNINGS = (
-    "ignore::pydantic.warnings.PydanticDeprecatedSince20",
-    "ignore::pydantic.warnings.PydanticDeprecatedSince211",
+    # the base class of PydanticDeprecatedSince20 / Since211 (the latter is new in 2.11)
+    "ignore::pydantic.warnings.PydanticDeprecationWarning",
 )
 
 _COLLECTED: list[tuple[str, dict[str, Any]]] = []
