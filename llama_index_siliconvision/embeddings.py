@@ -10,6 +10,9 @@ needs for text-to-image retrieval. Works offline against
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextvars
 from io import BytesIO
 from typing import Any
 
@@ -62,6 +65,9 @@ class SiliconVisionEmbedding(MultiModalEmbedding):
     )
     caption_prompt: str = Field(
         default=DEFAULT_CAPTION_PROMPT, description="Prompt used to caption an image."
+    )
+    caption_concurrency: int = Field(
+        default=4, ge=1, description="Images captioned at a time when embedding a batch."
     )
     timeout: float | None = Field(default=60.0, description="Request time-out in seconds.")
     max_retries: int = Field(default=2, ge=0, description="SDK retries on 429 and 5xx.")
@@ -161,5 +167,34 @@ class SiliconVisionEmbedding(MultiModalEmbedding):
     def _get_image_embedding(self, img_file_path: ImageType) -> Embedding:
         return self._get_text_embedding(self.caption(img_file_path))
 
+    def _get_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
+        """A batch (``MultiModalVectorStoreIndex`` sends ``embed_batch_size`` images):
+        captioned ``caption_concurrency`` at a time, then one embeddings request for
+        all the captions (SiliconCloud's ``/v1/embeddings`` takes a list)."""
+        if len(img_file_paths) <= 1:
+            captions = [self.caption(path) for path in img_file_paths]
+        else:
+            workers = min(self.caption_concurrency, len(img_file_paths))
+            with concurrent.futures.ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix="siliconvision-embed"
+            ) as pool:
+                futures = [
+                    pool.submit(contextvars.copy_context().run, self.caption, path)
+                    for path in img_file_paths
+                ]
+                captions = [future.result() for future in futures]
+        return self._get_text_embeddings(captions) if captions else []
+
     async def _aget_image_embedding(self, img_file_path: ImageType) -> Embedding:
         return await self._aget_text_embedding(await self.acaption(img_file_path))
+
+    async def _aget_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
+        """Async :meth:`_get_image_embeddings`: the same bound, one embeddings request."""
+        semaphore = asyncio.Semaphore(self.caption_concurrency)
+
+        async def caption(path: ImageType) -> str:
+            async with semaphore:
+                return await self.acaption(path)
+
+        captions = await asyncio.gather(*(caption(path) for path in img_file_paths))
+        return await self._aget_text_embeddings(list(captions)) if captions else []

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import json
 import os
 import random
@@ -435,6 +436,18 @@ def caption_images(
     return _caption_iter(client, _unique(paths), job, concurrency, on_record, send)
 
 
+def _submit(
+    executor: concurrent.futures.ThreadPoolExecutor,
+    client: SiliconVisionClient,
+    path: Path,
+    job: _Job,
+    send: CaptionSender | None,
+) -> concurrent.futures.Future[CaptionRecord]:
+    # In the caller's context: frameworks keep callbacks and trace spans in contextvars.
+    context = contextvars.copy_context()
+    return executor.submit(context.run, _caption_one, client, path, job, send)
+
+
 def _caption_iter(
     client: SiliconVisionClient,
     paths: list[Path],
@@ -453,7 +466,7 @@ def _caption_iter(
     pending: set[concurrent.futures.Future[CaptionRecord]] = set()
     try:
         for path in todo:
-            pending.add(executor.submit(_caption_one, client, path, job, send))
+            pending.add(_submit(executor, client, path, job, send))
             if len(pending) >= concurrency:
                 break
         while pending:
@@ -463,7 +476,7 @@ def _caption_iter(
             for future in finished:
                 next_path = next(todo, None)
                 if next_path is not None:
-                    pending.add(executor.submit(_caption_one, client, next_path, job, send))
+                    pending.add(_submit(executor, client, next_path, job, send))
                 record = future.result()
                 if on_record is not None:
                     on_record(record)
