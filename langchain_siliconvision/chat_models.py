@@ -937,6 +937,21 @@ class ChatSiliconVision(BaseChatModel):
             options["extra_body"] = extra_body
         return wire, options
 
+    def _combine_llm_outputs(self, llm_outputs: list[dict[str, Any] | None]) -> dict[str, Any]:
+        """``generate``'s ``llm_output`` over several prompts: the token usage summed."""
+        totals: dict[str, int] = {}
+        model_name = None
+        for output in llm_outputs:
+            if not output:
+                continue
+            model_name = model_name or output.get("model_name")
+            for key, value in (output.get("token_usage") or {}).items():
+                totals[key] = totals.get(key, 0) + value
+        combined: dict[str, Any] = {"model_name": model_name or self.model}
+        if totals:
+            combined["token_usage"] = totals
+        return combined
+
     def _stream_usage(self, kwargs: Mapping[str, Any]) -> bool:
         value = kwargs.get("stream_usage", self.stream_usage)
         return value is not False
@@ -999,7 +1014,10 @@ class ChatSiliconVision(BaseChatModel):
     # ------------------------------------------------------------------ tokens
 
     def get_num_tokens(self, text: str) -> int:
-        """Estimated tokens of ``text`` (a quarter of its UTF-8 bytes)."""
+        """Estimated tokens of ``text`` (a quarter of its UTF-8 bytes), or the count of
+        ``custom_get_token_ids(text)`` when one is set."""
+        if self.custom_get_token_ids is not None:
+            return len(self.custom_get_token_ids(text))
         return estimate_text_tokens(text)
 
     def get_num_tokens_from_messages(

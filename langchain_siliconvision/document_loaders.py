@@ -193,11 +193,22 @@ class SiliconVisionCaptionLoader(BaseLoader):
 
     # ------------------------------------------------------------------ callbacks
 
-    def _callback_args(self) -> tuple[Any, ...]:
+    def _callback_args(self, model: str) -> tuple[Any, ...]:
+        """``CallbackManager.configure``'s arguments: the loader's callbacks, the llm's
+        callbacks, tags and metadata, and LangSmith's model metadata."""
         llm = self.llm
+        ls_metadata = {"ls_provider": PROVIDER, "ls_model_name": model, "ls_model_type": "chat"}
         if llm is None:
-            return (self.callbacks, None, False, None, None, None, None)
-        return (self.callbacks, llm.callbacks, llm.verbose, None, llm.tags, None, llm.metadata)
+            return (self.callbacks, None, False, None, None, ls_metadata, None)
+        return (
+            self.callbacks,
+            llm.callbacks,
+            llm.verbose,
+            None,
+            llm.tags,
+            ls_metadata,
+            llm.metadata,
+        )
 
     def _run_info(self, messages: Sequence[Mapping[str, Any]], model: str) -> dict[str, Any]:
         serialized = (
@@ -209,7 +220,6 @@ class SiliconVisionCaptionLoader(BaseLoader):
             "serialized": serialized,
             "messages": [_shown(messages)],
             "invocation_params": {"_type": "chat-siliconvision", "model": model},
-            "metadata": {"ls_provider": PROVIDER, "ls_model_name": model, "ls_model_type": "chat"},
             "name": self.llm.get_name() if self.llm is not None else "SiliconVisionCaptionLoader",
             "batch_size": 1,
         }
@@ -217,7 +227,7 @@ class SiliconVisionCaptionLoader(BaseLoader):
     def _send(
         self, client: SiliconVisionClient, path: Path, messages: Any, **options: Any
     ) -> CoreChatResult:
-        manager = CallbackManager.configure(*self._callback_args())
+        manager = CallbackManager.configure(*self._callback_args(options["model"]))
         if not manager.handlers:
             return client.chat(messages, **options)
         (run,) = manager.on_chat_model_start(**self._run_info(messages, options["model"]))
@@ -232,7 +242,7 @@ class SiliconVisionCaptionLoader(BaseLoader):
     async def _asend(
         self, client: SiliconVisionClient, path: Path, messages: Any, **options: Any
     ) -> CoreChatResult:
-        manager = AsyncCallbackManager.configure(*self._callback_args())
+        manager = AsyncCallbackManager.configure(*self._callback_args(options["model"]))
         if not manager.handlers:
             return await client.achat(messages, **options)
         (run,) = await manager.on_chat_model_start(**self._run_info(messages, options["model"]))

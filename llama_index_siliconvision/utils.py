@@ -382,6 +382,8 @@ OPENAI_LIKE_REFUSED: dict[str, str] = {
     "event loop, closed with it)",
     "messages_to_prompt": "SiliconVision is a chat model: messages are sent as messages, "
     "so it would never be used",
+    "query_wrapper_prompt": "SiliconVision is a chat model: LlamaIndex applies it to "
+    "completion-model prompts only, so it would never be used",
     "is_chat_model": "SiliconCloud serves its vision models as chat models only (no "
     "/completions endpoint for them)",
 }
