@@ -143,6 +143,13 @@ class SiliconVision(FunctionCallingLLM):
     ``ThinkingBlock`` (streamed as ``additional_kwargs["thinking_delta"]``); token
     counts are in ``additional_kwargs`` (correct totals, also when streaming).
 
+    ``OpenAILike``'s settings work under its names (``api_base``, ``default_headers``,
+    ``context_window``, ``is_function_calling_model``, ``http_client``,
+    ``async_http_client``, ``max_new_tokens``, ``additional_kwargs`` with
+    ``extra_headers``, ...); the ones SiliconCloud cannot honour (``is_chat_model=False``,
+    ``seed``, ``logprobs``, ``reasoning_effort``, ...) and unknown keywords raise
+    ``ValueError`` naming them (see :func:`~llama_index_siliconvision.utils.openai_like_settings`).
+
     The API key comes from ``api_key``, else ``SILICONFLOW_API_KEY``, else
     ``SILICONCLOUD_API_KEY``; it is never a field, so it is absent from ``repr``,
     ``to_dict``/``to_json``, ``to_payload``, instrumentation events and pickles.

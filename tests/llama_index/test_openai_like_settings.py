@@ -559,3 +559,28 @@ def _peak_overlap(requests: list[Any]) -> int:
         current += step
         peak = max(peak, current)
     return peak
+
+
+async def test_react_agent_hands_tool_images_to_the_model_as_text_only(
+    llm: SiliconVision, emu: LocalSiliconCloud
+) -> None:
+    """What the README says: FunctionAgent delivers a tool's ImageBlock (see
+    test_tools.py); LlamaIndex's ReActAgent turns tool output into an Observation text."""
+    from llama_index.core.agent.workflow import ReActAgent
+
+    from siliconvision.testing import ReceivedRequest, ScriptedReply
+
+    def snapshot() -> ImageBlock:
+        """Take a photo of the scene."""
+        return ImageBlock(image=make_image((120, 80), "green"))
+
+    def respond(req: ReceivedRequest) -> ScriptedReply:
+        if "Observation:" in str(req.body["messages"][-1]["content"]):
+            return ScriptedReply(content="Thought: done.\nAnswer: seen.")
+        return ScriptedReply(content="Thought: look.\nAction: snapshot\nAction Input: {}")
+
+    emu.set_responder(respond)
+    agent = ReActAgent(tools=[FunctionTool.from_defaults(fn=snapshot)], llm=llm)
+    await agent.run(user_msg="What do you see?")
+    assert len(emu.requests) == 2
+    assert [len(r.images) for r in emu.requests] == [0, 0]  # the photo never arrived
