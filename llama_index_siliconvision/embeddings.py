@@ -21,6 +21,7 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.embeddings.multi_modal_base import MultiModalEmbedding
 from llama_index.core.schema import ImageType
 from pydantic import SecretStr
+from typing_extensions import Self
 
 from siliconvision.captions import DEFAULT_CAPTION_PROMPT
 from siliconvision.client import (
@@ -117,6 +118,14 @@ class SiliconVisionEmbedding(MultiModalEmbedding):
                 retry_max_delay=self.retry_max_delay,
             )
         return self._client
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        # The core client (a secret and open connections) is not copied: the copy
+        # builds its own on first use.
+        memo = {} if memo is None else memo
+        if self._client is not None:
+            memo[id(self._client)] = None
+        return super().__deepcopy__(memo)
 
     def __getstate__(self) -> dict[str, Any]:
         clone = self.model_copy()
