@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import json
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from operator import itemgetter
@@ -50,7 +51,16 @@ from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from typing_extensions import Self
 
 from siliconvision.catalog import Detail, ImageOrder, get_model_spec
 from siliconvision.client import (
@@ -58,6 +68,7 @@ from siliconvision.client import (
     DEFAULT_RETRY_INITIAL_DELAY,
     DEFAULT_RETRY_MAX_DELAY,
     SiliconVisionClient,
+    check_timeout,
     resolve_api_key,
     resolve_base_url,
 )
@@ -66,7 +77,12 @@ from siliconvision.errors import ContentError
 from siliconvision.images import Base64Image
 from siliconvision.tokens import estimate_prompt_tokens, estimate_text_tokens
 from siliconvision.wire import ChatResult as CoreChatResult
-from siliconvision.wire import StreamDelta, Usage
+from siliconvision.wire import (
+    StreamDelta,
+    Usage,
+    build_chat_request,
+    undocumented_field_error,
+)
 
 from ._client import ClientHolder
 
@@ -423,19 +439,17 @@ def _response_metadata(
     return metadata
 
 
-def _chat_result(result: CoreChatResult, requested_model: str) -> ChatResult:
+def _ai_message(result: CoreChatResult, model_name: str) -> AIMessage:
     calls, invalid = _parse_tool_calls(result)
     additional_kwargs: dict[str, Any] = {}
     if result.reasoning_content:
         additional_kwargs["reasoning_content"] = result.reasoning_content
-    usage = _usage_metadata(result.usage)
-    model_name = result.model or requested_model
-    message = AIMessage(
+    return AIMessage(
         content=result.content,
         additional_kwargs=additional_kwargs,
         tool_calls=calls,
         invalid_tool_calls=invalid,
-        usage_metadata=usage,
+        usage_metadata=_usage_metadata(result.usage),
         response_metadata=_response_metadata(
             model=model_name,
             finish_reason=result.finish_reason,
@@ -445,17 +459,34 @@ def _chat_result(result: CoreChatResult, requested_model: str) -> ChatResult:
         ),
         id=result.id or None,
     )
+
+
+def _chat_result(result: CoreChatResult, requested_model: str) -> ChatResult:
+    """One generation per choice (``n > 1``: several). The usage counts the whole
+    request, so it is on the first generation's message only (summing the messages'
+    usage gives the bill)."""
+    model_name = result.model or requested_model
+    generations = [
+        ChatGeneration(
+            message=_ai_message(choice, model_name),
+            generation_info={"finish_reason": choice.finish_reason}
+            if choice.finish_reason
+            else None,
+        )
+        for choice in result.choices
+    ]
     llm_output: dict[str, Any] = {"model_name": model_name}
+    usage = _usage_metadata(result.usage)
     if usage is not None:
         llm_output["token_usage"] = {
             "prompt_tokens": usage["input_tokens"],
             "completion_tokens": usage["output_tokens"],
             "total_tokens": usage["total_tokens"],
         }
-    return ChatResult(generations=[ChatGeneration(message=message)], llm_output=llm_output)
+    return ChatResult(generations=generations, llm_output=llm_output)
 
 
-def _chunk_from_delta(delta: StreamDelta) -> AIMessageChunk:
+def _chunk_from_delta(delta: StreamDelta, *, with_usage: bool = True) -> AIMessageChunk:
     additional_kwargs: dict[str, Any] = {}
     if delta.reasoning:
         additional_kwargs["reasoning_content"] = delta.reasoning
@@ -470,7 +501,11 @@ def _chunk_from_delta(delta: StreamDelta) -> AIMessageChunk:
         for piece in delta.tool_calls
     ]
     increment = delta.usage_increment
-    usage = None if increment is None or increment.is_zero else _usage_metadata(increment)
+    usage = (
+        None
+        if not with_usage or increment is None or increment.is_zero
+        else _usage_metadata(increment)
+    )
     return AIMessageChunk(
         content=delta.content or "",
         additional_kwargs=additional_kwargs,
@@ -503,6 +538,109 @@ def _default_api_key() -> SecretStr | None:
     return resolve_api_key(None)
 
 
+#: ``ChatOpenAI``'s names for our settings (its field names and aliases).
+OPENAI_ALIASES: dict[str, str] = {
+    "model_name": "model",
+    "openai_api_key": "api_key",
+    "openai_api_base": "base_url",
+    "request_timeout": "timeout",
+    "max_completion_tokens": "max_tokens",
+    "stop_sequences": "stop",
+}
+
+_RESPONSES_API = "it belongs to OpenAI's Responses API; SiliconCloud serves chat completions"
+_OWN_CLIENT = (
+    "the openai client is built here (SiliconCloud's errors, backoff and image handling); "
+    "to bring your own connection settings pass http_client=httpx.Client(...) and "
+    "http_async_client=httpx.AsyncClient(...)"
+)
+
+#: ``ChatOpenAI`` settings this model refuses, with the reason. ``None`` and ``False``
+#: (unset, or "off") are accepted: there is nothing to honour.
+OPENAI_REFUSED: dict[str, str] = {
+    "client": _OWN_CLIENT,
+    "async_client": _OWN_CLIENT,
+    "root_client": _OWN_CLIENT,
+    "root_async_client": _OWN_CLIENT,
+    "openai_organization": "SiliconCloud has no organizations",
+    "organization": "SiliconCloud has no organizations",
+    "openai_proxy": "pass http_client=httpx.Client(proxy=...) and "
+    "http_async_client=httpx.AsyncClient(proxy=...)",
+    "http_socket_options": "pass http_client/http_async_client built with those socket options",
+    "default_query": "SiliconCloud documents no query parameters for chat completions",
+    "stream_chunk_timeout": "the read time-out (timeout=, or a (connect, read) pair) already "
+    "bounds the wait for every chunk",
+    "tiktoken_model_name": "token counts follow each model's own rules "
+    "(get_num_tokens_from_messages); tiktoken does not know SiliconCloud's models",
+    "include_response_headers": "response_metadata carries SiliconCloud's trace_id "
+    "(x-siliconcloud-trace-id), the header worth keeping",
+    "disabled_params": "every setting is checked against what SiliconCloud documents",
+    "reasoning_effort": "use enable_thinking and thinking_budget",
+    "reasoning": "use enable_thinking and thinking_budget",
+    "context_management": _RESPONSES_API,
+    "include": _RESPONSES_API,
+    "prompt_cache_options": _RESPONSES_API,
+    "service_tier": "SiliconCloud documents no service tiers",
+    "store": _RESPONSES_API,
+    "truncation": _RESPONSES_API,
+    "use_previous_response_id": _RESPONSES_API,
+    "use_responses_api": _RESPONSES_API,
+}
+#: Request fields SiliconCloud does not document: refused as settings, with the
+#: ``extra_body`` way to send one anyway.
+OPENAI_UNDOCUMENTED = (
+    "presence_penalty",
+    "seed",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "verbosity",
+)
+
+
+def _refusal(name: str) -> str:
+    if name in OPENAI_UNDOCUMENTED:
+        return "ChatSiliconVision: " + undocumented_field_error(name, "setting")
+    return f"ChatSiliconVision does not take {name!r}: {OPENAI_REFUSED[name]}"
+
+
+def _unknown_setting(name: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (
+        f"ChatSiliconVision got an unknown setting {name!r}{hint}; request fields go in "
+        "model_kwargs (checked against what SiliconCloud documents) or, sent as they are, "
+        "in extra_body"
+    )
+
+
+def _openai_settings(values: dict[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Constructor keywords with ``ChatOpenAI``'s names mapped to ours; its settings we
+    cannot honour and unknown keywords raise ``ValueError`` naming them."""
+    values = dict(values)
+    for alias, name in OPENAI_ALIASES.items():
+        if alias in values:
+            value = values.pop(alias)
+            if name in values and values[name] != value:
+                raise ValueError(f"ChatSiliconVision got both {alias!r} and {name!r}; pass one")
+            values[name] = value
+    known = [*fields, *OPENAI_ALIASES]
+    for name in list(values):
+        if name in fields:
+            continue
+        if name in OPENAI_REFUSED or name in OPENAI_UNDOCUMENTED:
+            if values[name] is None or values[name] is False:
+                del values[name]  # unset or "off": what happens anyway
+                continue
+            raise ValueError(_refusal(name))
+        raise ValueError(_unknown_setting(name, known))
+    if isinstance(values.get("stop"), str):
+        values["stop"] = [values["stop"]]
+    if values.get("max_retries", 0) is None:
+        del values["max_retries"]  # ChatOpenAI's None: the SDK's default, 2
+    return values
+
+
 class ChatSiliconVision(BaseChatModel):
     """SiliconCloud's vision-language models (Qwen-VL, InternVL, GLM-V, DeepSeek-VL2...).
 
@@ -510,10 +648,19 @@ class ChatSiliconVision(BaseChatModel):
     ``SILICONCLOUD_API_KEY``), ``base_url`` (else ``SILICONFLOW_BASE_URL``, else
     ``https://api.siliconflow.cn/v1``), ``detail`` and ``image_order`` (defaults for
     every image), sampling (``temperature``, ``top_p``, ``top_k``, ``max_tokens``,
-    ``stop``), thinking (``enable_thinking``, ``thinking_budget``), ``timeout``,
-    ``max_retries`` and its backoff (``retry_initial_delay``, ``retry_max_delay``),
-    ``streaming``, ``model_kwargs`` (more request fields, validated)
-    and ``extra_body`` (sent as is).
+    ``stop``, ``n``, ``frequency_penalty``), thinking (``enable_thinking``,
+    ``thinking_budget``), ``timeout`` (seconds, ``(connect, read)`` or
+    ``httpx.Timeout``), ``max_retries`` and its backoff (``retry_initial_delay``,
+    ``retry_max_delay``), ``streaming``, ``stream_usage``, ``default_headers``,
+    ``http_client``/``http_async_client``, ``model_kwargs`` (more request fields,
+    validated) and ``extra_body`` (sent as is).
+
+    ``ChatOpenAI``'s names work too (``model_name``, ``openai_api_key``,
+    ``openai_api_base``, ``request_timeout``, ``max_completion_tokens``,
+    ``stop_sequences``). Its settings SiliconCloud cannot honour (``seed``,
+    ``presence_penalty``, ``logprobs``, ``openai_proxy``, ``reasoning_effort``, ...)
+    and unknown keywords raise ``ValueError`` naming them, with what to do instead;
+    nothing is dropped silently. ``n > 1`` returns ``n`` generations.
 
     Images may be written in any form: OpenAI ``image_url`` dicts (with ``detail``),
     standard ``{"type": "image", "url" | "base64"}`` blocks (``detail`` in
@@ -534,7 +681,8 @@ class ChatSiliconVision(BaseChatModel):
         ...     print(chunk.text, end="")
     """
 
-    model_config = ConfigDict(populate_by_name=True)
+    # hide_input_in_errors: a refused setting must not print the other ones (the key).
+    model_config = ConfigDict(populate_by_name=True, hide_input_in_errors=True)
 
     model: str = DEFAULT_MODEL
     """SiliconCloud model id (see ``siliconvision models``); unknown ids work with safe
@@ -556,10 +704,16 @@ class ChatSiliconVision(BaseChatModel):
     """Turn thinking on/off on models where it is optional (GLM-4.5V, ...)."""
     thinking_budget: int | None = None
     """Reasoning token budget (128-32768)."""
-    timeout: float | None = 60.0
-    """Request time-out in seconds."""
+    n: int | None = Field(default=None, ge=1)
+    """Answers per request (``n > 1``: that many generations; not when streaming)."""
+    frequency_penalty: float | None = None
+    """Penalise repeated tokens (-2 to 2)."""
+    timeout: Any = 60.0
+    """Per attempt: seconds, ``None`` (no limit), a ``(connect, read)`` pair or an
+    ``httpx.Timeout`` (``ChatOpenAI``'s ``request_timeout`` is the same setting)."""
     max_retries: int = Field(default=2, ge=0)
-    """Retries of 429, 5xx, connection errors and time-outs (by the ``openai`` SDK)."""
+    """Retries of 429, 5xx, connection errors and time-outs (by the ``openai`` SDK);
+    ``None`` is taken as the SDK's default, 2."""
     retry_initial_delay: float = Field(
         default=DEFAULT_RETRY_INITIAL_DELAY, ge=0, allow_inf_nan=False
     )
@@ -568,20 +722,63 @@ class ChatSiliconVision(BaseChatModel):
     """The longest wait between two attempts (a ``Retry-After`` is honoured up to it)."""
     streaming: bool = False
     """Stream by default (``invoke`` then streams too, so callbacks get every token)."""
+    stream_usage: bool | None = None
+    """Token usage on streamed chunks (SiliconCloud always sends it); ``False`` leaves it
+    out of the chunks' ``usage_metadata``."""
     fetch_urls: bool = False
     """Download URL images client-side (and downsize them) instead of passing URLs on."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """More request fields (``min_p``, ``frequency_penalty``, ``seed``, ...), validated."""
+    """More request fields (``min_p``, ...), checked against what SiliconCloud documents."""
     extra_body: dict[str, Any] | None = None
-    """Fields sent as they are in the JSON body."""
+    """Fields sent as they are in the JSON body (the way to send a field SiliconCloud
+    does not document, such as ``seed``)."""
     default_headers: dict[str, str] | None = None
+    """HTTP headers sent with every request."""
+    http_client: Any = Field(default=None, exclude=True)
+    """Your own ``httpx.Client`` for sync calls (proxies, transports, event hooks)."""
+    http_async_client: Any = Field(default=None, exclude=True)
+    """Your own ``httpx.AsyncClient`` for async calls."""
 
     _holder: ClientHolder = PrivateAttr(default_factory=ClientHolder)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _openai_names(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            return _openai_settings(values, cls.model_fields)
+        return values
 
     @field_validator("base_url")
     @classmethod
     def _normalise_base_url(cls, value: str) -> str:
         return resolve_base_url(value)
+
+    @field_validator("timeout")
+    @classmethod
+    def _check_timeout(cls, value: Any) -> Any:
+        return check_timeout(value)
+
+    @model_validator(mode="after")
+    def _check_request_settings(self) -> Self:
+        """Refuse at construction what the first request would refuse."""
+        if self.streaming and (self.n or 1) > 1:
+            raise ValueError("n must be 1 when streaming (streaming=True)")
+        params = {k: v for k, v in self._default_params().items() if v is not None}
+        build_chat_request([{"role": "user", "content": "x"}], model=self.model, **params)
+        return self
+
+    @property
+    def model_name(self) -> str:
+        """The model id (``ChatOpenAI``'s name for :attr:`model`)."""
+        return self.model
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        # The caller's HTTP clients are shared, not copied (they hold locks and sockets).
+        memo = {} if memo is None else memo
+        for shared in (self.http_client, self.http_async_client):
+            if shared is not None:
+                memo[id(shared)] = shared
+        return super().__deepcopy__(memo)
 
     # ------------------------------------------------------------------ LangChain meta
 
@@ -659,39 +856,33 @@ class ChatSiliconVision(BaseChatModel):
 
     # ------------------------------------------------------------------ client
 
+    def _client_settings(self) -> dict[str, Any]:
+        """Everything the core client is built from: the one place a setting that
+        reaches the core client is listed (the client is rebuilt when one changes)."""
+        return {
+            # The SecretStr itself, not its value: it compares by value, and its repr
+            # stays masked (error reporters show locals and attributes).
+            "api_key": self.api_key,
+            "base_url": self.base_url,
+            "model": self.model,
+            "detail": self.detail,
+            "image_order": self.image_order,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+            "retry_initial_delay": self.retry_initial_delay,
+            "retry_max_delay": self.retry_max_delay,
+            "fetch_urls": self.fetch_urls,
+            "default_headers": self.default_headers,
+            "http_client": self.http_client,
+            "http_async_client": self.http_async_client,
+        }
+
     def _client_key(self) -> tuple[Any, ...]:
-        # The SecretStr itself, not its value: it compares and hashes by value, and its
-        # repr stays masked (error reporters show locals and attributes).
-        key = self.api_key
-        headers = tuple(sorted((self.default_headers or {}).items()))
-        return (
-            key,
-            self.base_url,
-            self.model,
-            self.detail,
-            self.image_order,
-            self.timeout,
-            self.max_retries,
-            self.retry_initial_delay,
-            self.retry_max_delay,
-            self.fetch_urls,
-            headers,
-        )
+        # Compared with ==, never hashed: dicts, httpx clients and Timeouts are fine.
+        return tuple(self._client_settings().items())
 
     def _new_client(self) -> SiliconVisionClient:
-        return SiliconVisionClient(
-            api_key=self.api_key,
-            base_url=self.base_url,
-            model=self.model,
-            detail=self.detail,
-            image_order=self.image_order,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            retry_initial_delay=self.retry_initial_delay,
-            retry_max_delay=self.retry_max_delay,
-            fetch_urls=self.fetch_urls,
-            default_headers=self.default_headers,
-        )
+        return SiliconVisionClient(**self._client_settings())
 
     @property
     def client(self) -> SiliconVisionClient:
@@ -707,6 +898,8 @@ class ChatSiliconVision(BaseChatModel):
             "top_k": self.top_k,
             "max_tokens": self.max_tokens,
             "stop": self.stop or None,
+            "n": self.n,
+            "frequency_penalty": self.frequency_penalty,
             "enable_thinking": self.enable_thinking,
             "thinking_budget": self.thinking_budget,
             **self.model_kwargs,
@@ -717,8 +910,16 @@ class ChatSiliconVision(BaseChatModel):
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Wire-ready messages dicts and the options for the core client."""
         kwargs = dict(kwargs)
-        for name in ("ls_structured_output_format", "structured_output_format", "stream"):
+        for name in (
+            "ls_structured_output_format",
+            "structured_output_format",
+            "stream",
+            "stream_usage",
+        ):
             kwargs.pop(name, None)
+        for alias in ("max_completion_tokens", "stop_sequences"):  # ChatOpenAI's names
+            if alias in kwargs:
+                kwargs[OPENAI_ALIASES[alias]] = kwargs.pop(alias)
         options: dict[str, Any] = {
             "model": kwargs.pop("model", None) or self.model,
             "detail": kwargs.pop("detail", None),
@@ -735,6 +936,25 @@ class ChatSiliconVision(BaseChatModel):
         if extra_body:
             options["extra_body"] = extra_body
         return wire, options
+
+    def _combine_llm_outputs(self, llm_outputs: list[dict[str, Any] | None]) -> dict[str, Any]:
+        """``generate``'s ``llm_output`` over several prompts: the token usage summed."""
+        totals: dict[str, int] = {}
+        model_name = None
+        for output in llm_outputs:
+            if not output:
+                continue
+            model_name = model_name or output.get("model_name")
+            for key, value in (output.get("token_usage") or {}).items():
+                totals[key] = totals.get(key, 0) + value
+        combined: dict[str, Any] = {"model_name": model_name or self.model}
+        if totals:
+            combined["token_usage"] = totals
+        return combined
+
+    def _stream_usage(self, kwargs: Mapping[str, Any]) -> bool:
+        value = kwargs.get("stream_usage", self.stream_usage)
+        return value is not False
 
     def _generate(
         self,
@@ -769,10 +989,11 @@ class ChatSiliconVision(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        with_usage = self._stream_usage(kwargs)
         wire, options = self._prepare(messages, stop, kwargs)
         with self.client.stream(wire, **options) as stream:
             for delta in stream:
-                yield ChatGenerationChunk(message=_chunk_from_delta(delta))
+                yield ChatGenerationChunk(message=_chunk_from_delta(delta, with_usage=with_usage))
             yield ChatGenerationChunk(message=_last_chunk(stream, options["model"]))
 
     async def _astream(
@@ -782,17 +1003,21 @@ class ChatSiliconVision(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        with_usage = self._stream_usage(kwargs)
         wire, options = self._prepare(messages, stop, kwargs)
         stream = await self.client.astream(wire, **options)
         async with stream:
             async for delta in stream:
-                yield ChatGenerationChunk(message=_chunk_from_delta(delta))
+                yield ChatGenerationChunk(message=_chunk_from_delta(delta, with_usage=with_usage))
             yield ChatGenerationChunk(message=_last_chunk(stream, options["model"]))
 
     # ------------------------------------------------------------------ tokens
 
     def get_num_tokens(self, text: str) -> int:
-        """Estimated tokens of ``text`` (a quarter of its UTF-8 bytes)."""
+        """Estimated tokens of ``text`` (a quarter of its UTF-8 bytes), or the count of
+        ``custom_get_token_ids(text)`` when one is set."""
+        if self.custom_get_token_ids is not None:
+            return len(self.custom_get_token_ids(text))
         return estimate_text_tokens(text)
 
     def get_num_tokens_from_messages(

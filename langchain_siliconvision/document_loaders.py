@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from langchain_core.callbacks import AsyncCallbackManager, CallbackManager, Callbacks
 from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document
+from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.outputs import LLMResult
 from pydantic import SecretStr
 
 from siliconvision.captions import (
@@ -26,8 +29,9 @@ from siliconvision.captions import (
 from siliconvision.catalog import Detail
 from siliconvision.client import DEFAULT_MODEL, SiliconVisionClient
 from siliconvision.errors import SiliconVisionError
+from siliconvision.wire import ChatResult as CoreChatResult
 
-from .chat_models import ChatSiliconVision
+from .chat_models import PROVIDER, ChatSiliconVision, _chat_result
 
 __all__ = ["CaptionLoadError", "SiliconVisionCaptionLoader"]
 
@@ -71,6 +75,17 @@ def _document(record: CaptionRecord) -> Document:
     return Document(page_content=record.caption or "", metadata=metadata)
 
 
+def _shown(messages: Sequence[Mapping[str, Any]]) -> list[BaseMessage]:
+    """The caption request as LangChain messages, for callbacks and tracing (the parts
+    are already in LangChain's OpenAI form: an ``image_url`` and a ``text``)."""
+    return [HumanMessage(content=list(m["content"])) for m in messages]
+
+
+def _llm_result(result: CoreChatResult, model: str) -> LLMResult:
+    chat = _chat_result(result, model)
+    return LLMResult(generations=[list(chat.generations)], llm_output=chat.llm_output)
+
+
 class _InOrder:
     """Turns records arriving in completion order into input order, as early as possible."""
 
@@ -102,6 +117,11 @@ class SiliconVisionCaptionLoader(BaseLoader):
     ``image_path`` (the file), ``mime_type``, ``width``, ``height`` and ``byte_size``
     (of the image as sent, after downsizing) and ``model``.
 
+    Every caption request is reported to LangChain's callbacks as a chat model run
+    (``on_chat_model_start`` / ``on_llm_end`` with ``usage_metadata``, or
+    ``on_llm_error``): those of ``callbacks`` and of ``llm``, so token counting
+    (``UsageMetadataCallbackHandler``) and tracing see every image's cost.
+
     ``on_error`` decides what a failed image (unreadable, not an image, API error
     after ``max_attempts``) becomes: ``"raise"`` (default) yields every good document
     and then raises :class:`CaptionLoadError` naming each failure; ``"warn"`` logs a
@@ -130,6 +150,7 @@ class SiliconVisionCaptionLoader(BaseLoader):
         max_attempts: int = 3,
         recursive: bool = True,
         on_error: OnError = "raise",
+        callbacks: Callbacks = None,
     ) -> None:
         if llm is not None and client is not None:
             raise ValueError("pass llm or client, not both")
@@ -150,6 +171,7 @@ class SiliconVisionCaptionLoader(BaseLoader):
         self.max_attempts = max_attempts
         self.recursive = recursive
         self.on_error: OnError = on_error
+        self.callbacks = callbacks
 
     def _sync_client(self) -> SiliconVisionClient:
         if self._client is not None:
@@ -168,6 +190,69 @@ class SiliconVisionCaptionLoader(BaseLoader):
 
     def _model(self, client: SiliconVisionClient) -> str:
         return self.model or (self.llm.model if self.llm is not None else client.model)
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _callback_args(self, model: str) -> tuple[Any, ...]:
+        """``CallbackManager.configure``'s arguments: the loader's callbacks, the llm's
+        callbacks, tags and metadata, and LangSmith's model metadata."""
+        llm = self.llm
+        ls_metadata = {"ls_provider": PROVIDER, "ls_model_name": model, "ls_model_type": "chat"}
+        if llm is None:
+            return (self.callbacks, None, False, None, None, ls_metadata, None)
+        return (
+            self.callbacks,
+            llm.callbacks,
+            llm.verbose,
+            None,
+            llm.tags,
+            ls_metadata,
+            llm.metadata,
+        )
+
+    def _run_info(self, messages: Sequence[Mapping[str, Any]], model: str) -> dict[str, Any]:
+        serialized = (
+            self.llm._serialized
+            if self.llm is not None
+            else {"lc": 1, "type": "not_implemented", "id": [*__name__.split("."), "Loader"]}
+        )
+        return {
+            "serialized": serialized,
+            "messages": [_shown(messages)],
+            "invocation_params": {"_type": "chat-siliconvision", "model": model},
+            "name": self.llm.get_name() if self.llm is not None else "SiliconVisionCaptionLoader",
+            "batch_size": 1,
+        }
+
+    def _send(
+        self, client: SiliconVisionClient, path: Path, messages: Any, **options: Any
+    ) -> CoreChatResult:
+        manager = CallbackManager.configure(*self._callback_args(options["model"]))
+        if not manager.handlers:
+            return client.chat(messages, **options)
+        (run,) = manager.on_chat_model_start(**self._run_info(messages, options["model"]))
+        try:
+            result = client.chat(messages, **options)
+        except BaseException as exc:
+            run.on_llm_error(exc)
+            raise
+        run.on_llm_end(_llm_result(result, options["model"]))
+        return result
+
+    async def _asend(
+        self, client: SiliconVisionClient, path: Path, messages: Any, **options: Any
+    ) -> CoreChatResult:
+        manager = AsyncCallbackManager.configure(*self._callback_args(options["model"]))
+        if not manager.handlers:
+            return await client.achat(messages, **options)
+        (run,) = await manager.on_chat_model_start(**self._run_info(messages, options["model"]))
+        try:
+            result = await client.achat(messages, **options)
+        except BaseException as exc:
+            await run.on_llm_error(exc)
+            raise
+        await run.on_llm_end(_llm_result(result, options["model"]))
+        return result
 
     def _emit(self, record: CaptionRecord, failed: list[CaptionRecord]) -> Document | None:
         if record.ok:
@@ -194,6 +279,7 @@ class SiliconVisionCaptionLoader(BaseLoader):
             detail=self.detail,
             concurrency=self.concurrency,
             max_attempts=self.max_attempts,
+            send=lambda path, messages, **options: self._send(client, path, messages, **options),
         )
         for record in records:
             for ready in order.add(record):
@@ -217,6 +303,7 @@ class SiliconVisionCaptionLoader(BaseLoader):
             detail=self.detail,
             concurrency=self.concurrency,
             max_attempts=self.max_attempts,
+            send=lambda path, messages, **options: self._asend(client, path, messages, **options),
         )
         async for record in records:
             for ready in order.add(record):

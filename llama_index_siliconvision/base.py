@@ -8,7 +8,8 @@ order, detail, catalog, wire, errors, usage) lives in :mod:`siliconvision`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.llms.types import (
@@ -28,8 +29,9 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 from pydantic import SecretStr
+from typing_extensions import Self
 
-from siliconvision.catalog import Detail, ImageOrder
+from siliconvision.catalog import Detail, ImageOrder, ModelSpec, get_model_spec
 from siliconvision.client import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
@@ -41,6 +43,7 @@ from siliconvision.client import (
     resolve_api_key,
     resolve_base_url,
 )
+from siliconvision.wire import ChatResult, ParameterError
 
 from .utils import (
     StreamState,
@@ -48,6 +51,7 @@ from .utils import (
     completion_response_from_chat,
     completion_to_wire_messages,
     llm_metadata,
+    openai_like_settings,
     resolve_tool_choice,
     split_request_fields,
     to_wire_messages,
@@ -68,12 +72,31 @@ _SAMPLING_FIELDS = (
     "min_p",
     "max_tokens",
     "frequency_penalty",
-    "presence_penalty",
     "stop",
-    "seed",
     "enable_thinking",
     "thinking_budget",
 )
+
+
+#: The request a reported call sends, and where its result goes (see report_chat).
+_PENDING: ContextVar[tuple[Callable[[], Any], list[ChatResult]] | None] = ContextVar(
+    "siliconvision_pending_call", default=None
+)
+
+
+def _pending() -> tuple[Callable[[], Any], list[ChatResult]]:
+    pending = _PENDING.get()
+    if pending is None:
+        raise RuntimeError("_reported_chat runs only through report_chat/areport_chat")
+    return pending
+
+
+def _one_of(name: str, value: Any, alias: str, alias_value: Any) -> Any:
+    if alias_value is None:
+        return value
+    if value is not None and value != alias_value:
+        raise ValueError(f"SiliconVision got both {name!r} and {alias!r}; pass one")
+    return alias_value
 
 
 def _images(formatted: bool | Sequence[Any], image_documents: Sequence[Any] | None) -> Any:
@@ -120,6 +143,13 @@ class SiliconVision(FunctionCallingLLM):
     ``ThinkingBlock`` (streamed as ``additional_kwargs["thinking_delta"]``); token
     counts are in ``additional_kwargs`` (correct totals, also when streaming).
 
+    ``OpenAILike``'s settings work under its names (``api_base``, ``default_headers``,
+    ``context_window``, ``is_function_calling_model``, ``http_client``,
+    ``async_http_client``, ``max_new_tokens``, ``additional_kwargs`` with
+    ``extra_headers``, ...); the ones SiliconCloud cannot honour (``is_chat_model=False``,
+    ``seed``, ``logprobs``, ``reasoning_effort``, ...) and unknown keywords raise
+    ``ValueError`` naming them (see :func:`~llama_index_siliconvision.utils.openai_like_settings`).
+
     The API key comes from ``api_key``, else ``SILICONFLOW_API_KEY``, else
     ``SILICONCLOUD_API_KEY``; it is never a field, so it is absent from ``repr``,
     ``to_dict``/``to_json``, ``to_payload``, instrumentation events and pickles.
@@ -155,17 +185,20 @@ class SiliconVision(FunctionCallingLLM):
     min_p: float | None = Field(default=None, description="Min-p sampling (SiliconCloud extra).")
     max_tokens: int | None = Field(default=None, description="Maximum tokens to generate.")
     frequency_penalty: float | None = Field(default=None, description="Frequency penalty.")
-    presence_penalty: float | None = Field(default=None, description="Presence penalty.")
     stop: list[str] | None = Field(default=None, description="Up to 4 stop sequences.")
-    seed: int | None = Field(default=None, description="Sampling seed.")
     enable_thinking: bool | None = Field(
         default=None, description="Turn reasoning on/off for models where it is optional."
     )
     thinking_budget: int | None = Field(
         default=None, description="Reasoning token budget (128-32768)."
     )
-    timeout: float | None = Field(default=60.0, description="Request time-out in seconds.")
-    max_retries: int = Field(default=2, ge=0, description="SDK retries on 429 and 5xx.")
+    timeout: Any = Field(
+        default=60.0,
+        description="Per attempt: seconds, None, a (connect, read) pair or an httpx.Timeout.",
+    )
+    max_retries: int = Field(
+        default=2, ge=0, description="SDK retries on 429 and 5xx (None: the SDK's 2)."
+    )
     retry_initial_delay: float = Field(
         default=DEFAULT_RETRY_INITIAL_DELAY,
         ge=0,
@@ -183,7 +216,22 @@ class SiliconVision(FunctionCallingLLM):
     )
     additional_kwargs: dict[str, Any] = Field(
         default_factory=dict,
-        description="More request fields; ones the core does not name go to extra_body.",
+        description="More request fields, sent as given (ones the core does not name go to "
+        "extra_body); 'extra_headers' are HTTP headers.",
+    )
+    default_headers: dict[str, str] | None = Field(
+        default=None, description="HTTP headers sent with every request."
+    )
+    context_window: int | None = Field(
+        default=None, description="Context window for LlamaIndex (None: the catalog's)."
+    )
+    is_function_calling_model: bool | None = Field(
+        default=None,
+        description="Tool calling on (True) or off (False) for this model, overriding the "
+        "catalog (None).",
+    )
+    is_chat_model: bool = Field(
+        default=True, description="Always True: SiliconCloud serves its VLMs as chat models."
     )
 
     _api_key: SecretStr | None = PrivateAttr(default=None)
@@ -198,18 +246,23 @@ class SiliconVision(FunctionCallingLLM):
         *,
         api_key: str | SecretStr | None = None,
         base_url: str | None = None,
+        api_base: str | None = None,
         http_client: Any = None,
         http_async_client: Any = None,
+        async_http_client: Any = None,
         **kwargs: Any,
     ) -> None:
+        base_url = _one_of("base_url", base_url, "api_base", api_base)
+        http_async_client = _one_of(
+            "http_async_client", http_async_client, "async_http_client", async_http_client
+        )
+        kwargs = openai_like_settings(kwargs, type(self).model_fields)
         super().__init__(model=model, base_url=resolve_base_url(base_url), **kwargs)
         self._api_key = resolve_api_key(api_key)
         self._http_client = http_client
         self._http_async_client = http_async_client
         # Fail at construction, with the core's rules, on a bad model/setting.
-        self.client.build_request(
-            [{"role": "user", "content": "x"}], model=self.model, **self._request_params()
-        )
+        self.client.build_request([{"role": "user", "content": "x"}], **self._options({}))
 
     @classmethod
     def class_name(cls) -> str:
@@ -217,41 +270,65 @@ class SiliconVision(FunctionCallingLLM):
         return "siliconvision_multi_modal_llm"
 
     @property
+    def api_base(self) -> str:
+        """OpenAILike's name for :attr:`base_url`."""
+        return self.base_url
+
+    def spec(self, model: str | None = None) -> ModelSpec:
+        """The catalog entry the requests use for ``model`` (default: this LLM's), with
+        ``is_function_calling_model`` applied when it is set."""
+        if self.is_function_calling_model is None:
+            return get_model_spec(model or self.model)
+        return get_model_spec(model or self.model, tools=self.is_function_calling_model)
+
+    @property
     def metadata(self) -> LLMMetadata:
-        """From the core catalog: context window, tool support, output budget."""
-        return llm_metadata(self.model, self.max_tokens)
+        """From the core catalog (context window, tool support, output budget), with
+        ``context_window`` and ``is_function_calling_model`` applied when set."""
+        metadata = llm_metadata(self.spec(), self.max_tokens)
+        if self.context_window is not None:
+            metadata.context_window = self.context_window
+        return metadata
+
+    def _client_settings(self) -> dict[str, Any]:
+        """Everything the core client is built from: the one place a setting that
+        reaches the core client is listed (the client is rebuilt when one changes)."""
+        return {
+            "api_key": self._api_key,
+            "base_url": self.base_url,
+            "model": self.model,
+            "detail": self.detail,
+            "image_order": self.image_order,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+            "retry_initial_delay": self.retry_initial_delay,
+            "retry_max_delay": self.retry_max_delay,
+            "fetch_urls": self.fetch_urls,
+            "default_headers": self.default_headers,
+            "http_client": self._http_client,
+            "http_async_client": self._http_async_client,
+        }
 
     @property
     def client(self) -> SiliconVisionClient:
         """The core client (rebuilt when a connection or image setting changes)."""
-        config = (
-            self.base_url,
-            self.model,
-            self.detail,
-            self.image_order,
-            self.timeout,
-            self.max_retries,
-            self.retry_initial_delay,
-            self.retry_max_delay,
-            self.fetch_urls,
-        )
+        settings = self._client_settings()
+        config = tuple(settings.items())  # compared with ==, never hashed
         if self._client is None or self._client_config != config:
-            self._client = SiliconVisionClient(
-                api_key=self._api_key,
-                base_url=self.base_url,
-                model=self.model,
-                detail=self.detail,
-                image_order=self.image_order,
-                timeout=self.timeout,
-                max_retries=self.max_retries,
-                retry_initial_delay=self.retry_initial_delay,
-                retry_max_delay=self.retry_max_delay,
-                fetch_urls=self.fetch_urls,
-                http_client=self._http_client,
-                http_async_client=self._http_async_client,
-            )
+            self._client = SiliconVisionClient(**settings)
             self._client_config = config
         return self._client
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        # The core client (a secret and open connections) is not copied: the copy
+        # builds its own on first use. The caller's HTTP clients are shared.
+        memo = {} if memo is None else memo
+        if self._client is not None:
+            memo[id(self._client)] = None
+        for shared in (self._http_client, self._http_async_client):
+            if shared is not None:
+                memo[id(shared)] = shared
+        return super().__deepcopy__(memo)
 
     def __getstate__(self) -> dict[str, Any]:
         # Never pickle the key (or the connections): an unpickled copy re-reads the
@@ -275,7 +352,7 @@ class SiliconVision(FunctionCallingLLM):
 
     def request_options(self, **kwargs: Any) -> dict[str, Any]:
         """The options a call passes to the core client's ``chat``/``stream``: model,
-        detail, image_order, sampling fields and ``extra_body``.
+        detail, image_order, sampling fields, ``extra_body`` and ``extra_headers``.
 
         Per-call ``kwargs`` win over instance settings; names the core does not know
         raise its ``ParameterError`` when sent (pass provider fields in ``extra_body=``).
@@ -283,22 +360,87 @@ class SiliconVision(FunctionCallingLLM):
         >>> SiliconVision(top_k=5).request_options(detail="low")
         {'model': 'Qwen/Qwen2.5-VL-72B-Instruct', 'detail': 'low', 'top_k': 5}
         """
-        return self._options(kwargs)
+        options = self._options(kwargs)
+        if isinstance(options["model"], ModelSpec):
+            options["model"] = options["model"].id
+        return options
 
     def _options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         kwargs = dict(kwargs)
-        options: dict[str, Any] = {"model": kwargs.pop("model", None) or self.model}
+        model = kwargs.pop("model", None) or self.model
+        # A ModelSpec when is_function_calling_model overrides the catalog's tools flag.
+        options: dict[str, Any] = {
+            "model": model if self.is_function_calling_model is None else self.spec(model)
+        }
         for name in ("detail", "image_order"):
             value = kwargs.pop(name, None)
             if value is not None:
                 options[name] = value
         _, extra = split_request_fields(self.additional_kwargs)
+        headers = {**(extra.pop("extra_headers", None) or {})}
+        extra.update(extra.pop("extra_body", None) or {})
         extra.update(kwargs.pop("extra_body", None) or {})
+        headers.update(kwargs.pop("extra_headers", None) or {})
+        if "max_new_tokens" in kwargs:
+            kwargs["max_tokens"] = kwargs.pop("max_new_tokens")
         if extra:
             options["extra_body"] = extra
+        if headers:
+            options["extra_headers"] = headers
         options.update(self._request_params())
         options.update(kwargs)
+        if (options.get("n") or 1) > 1:
+            raise ParameterError(
+                f"n={options['n']}: a LlamaIndex response holds one message, so SiliconVision "
+                "asks for one answer per call (call again for more)"
+            )
         return options
+
+    # ------------------------------------------------------------------ reported calls
+
+    def report_chat(
+        self, shown: Sequence[ChatMessage], send: Callable[[], ChatResult], **kwargs: Any
+    ) -> ChatResult:
+        """Run ``send`` (one core request) as a chat call of this LLM: LlamaIndex's
+        instrumentation events and span, its ``CallbackManager`` (token counting) and
+        ``rate_limiter`` see it as they see :meth:`chat`, with ``shown`` as its messages.
+        The tool spec and the caption reader send through here."""
+        box: list[ChatResult] = []
+        token = _PENDING.set((send, box))
+        try:
+            self._reported_chat(shown, **kwargs)
+        finally:
+            _PENDING.reset(token)
+        return box[0]
+
+    async def areport_chat(
+        self,
+        shown: Sequence[ChatMessage],
+        send: Callable[[], Awaitable[ChatResult]],
+        **kwargs: Any,
+    ) -> ChatResult:
+        """Async :meth:`report_chat`."""
+        box: list[ChatResult] = []
+        token = _PENDING.set((send, box))
+        try:
+            await self._areported_chat(shown, **kwargs)
+        finally:
+            _PENDING.reset(token)
+        return box[0]
+
+    @llm_chat_callback()
+    def _reported_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        send, box = _pending()
+        result = send()
+        box.append(result)
+        return chat_response_from_result(result)
+
+    @llm_chat_callback()
+    async def _areported_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        send, box = _pending()
+        result = await send()
+        box.append(result)
+        return chat_response_from_result(result)
 
     # ------------------------------------------------------------------ chat
 
@@ -326,6 +468,13 @@ class SiliconVision(FunctionCallingLLM):
 
     # ------------------------------------------------------------------ complete
 
+    def _prompt(self, prompt: str, formatted: bool | Sequence[Any]) -> str:
+        # As OpenAILike: ``completion_to_prompt`` formats a prompt not yet formatted.
+        format_prompt = self.completion_to_prompt
+        if formatted is True or format_prompt is None or not isinstance(prompt, str):
+            return prompt
+        return format_prompt(prompt)
+
     @llm_completion_callback()
     def complete(
         self,
@@ -336,7 +485,9 @@ class SiliconVision(FunctionCallingLLM):
     ) -> CompletionResponse:
         """One answer to ``prompt`` about ``image_documents`` (``ImageDocument``,
         ``ImageNode``, ``ImageBlock``, paths, URLs, bytes), sent first, in their order."""
-        messages = completion_to_wire_messages(prompt, _images(formatted, image_documents))
+        messages = completion_to_wire_messages(
+            self._prompt(prompt, formatted), _images(formatted, image_documents)
+        )
         result = self.client.chat(messages, **self._options(kwargs))
         return completion_response_from_chat(chat_response_from_result(result))
 
@@ -348,7 +499,9 @@ class SiliconVision(FunctionCallingLLM):
         image_documents: Sequence[Any] | None = None,
         **kwargs: Any,
     ) -> CompletionResponseGen:
-        messages = completion_to_wire_messages(prompt, _images(formatted, image_documents))
+        messages = completion_to_wire_messages(
+            self._prompt(prompt, formatted), _images(formatted, image_documents)
+        )
         stream = self.client.stream(messages, **self._options(kwargs))
         return _completion_stream(stream)  # type: ignore[return-value]
 
@@ -360,7 +513,9 @@ class SiliconVision(FunctionCallingLLM):
         image_documents: Sequence[Any] | None = None,
         **kwargs: Any,
     ) -> CompletionResponse:
-        messages = completion_to_wire_messages(prompt, _images(formatted, image_documents))
+        messages = completion_to_wire_messages(
+            self._prompt(prompt, formatted), _images(formatted, image_documents)
+        )
         result = await self.client.achat(messages, **self._options(kwargs))
         return completion_response_from_chat(chat_response_from_result(result))
 
@@ -372,7 +527,9 @@ class SiliconVision(FunctionCallingLLM):
         image_documents: Sequence[Any] | None = None,
         **kwargs: Any,
     ) -> CompletionResponseAsyncGen:
-        messages = completion_to_wire_messages(prompt, _images(formatted, image_documents))
+        messages = completion_to_wire_messages(
+            self._prompt(prompt, formatted), _images(formatted, image_documents)
+        )
         stream = await self.client.astream(messages, **self._options(kwargs))
         return _acompletion_stream(stream)  # type: ignore[return-value]
 

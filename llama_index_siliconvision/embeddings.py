@@ -10,6 +10,9 @@ needs for text-to-image retrieval. Works offline against
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextvars
 from io import BytesIO
 from typing import Any
 
@@ -18,6 +21,7 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.embeddings.multi_modal_base import MultiModalEmbedding
 from llama_index.core.schema import ImageType
 from pydantic import SecretStr
+from typing_extensions import Self
 
 from siliconvision.captions import DEFAULT_CAPTION_PROMPT
 from siliconvision.client import (
@@ -62,6 +66,9 @@ class SiliconVisionEmbedding(MultiModalEmbedding):
     )
     caption_prompt: str = Field(
         default=DEFAULT_CAPTION_PROMPT, description="Prompt used to caption an image."
+    )
+    caption_concurrency: int = Field(
+        default=4, ge=1, description="Images captioned at a time when embedding a batch."
     )
     timeout: float | None = Field(default=60.0, description="Request time-out in seconds.")
     max_retries: int = Field(default=2, ge=0, description="SDK retries on 429 and 5xx.")
@@ -112,6 +119,14 @@ class SiliconVisionEmbedding(MultiModalEmbedding):
             )
         return self._client
 
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        # The core client (a secret and open connections) is not copied: the copy
+        # builds its own on first use.
+        memo = {} if memo is None else memo
+        if self._client is not None:
+            memo[id(self._client)] = None
+        return super().__deepcopy__(memo)
+
     def __getstate__(self) -> dict[str, Any]:
         clone = self.model_copy()
         clone._api_key = None
@@ -161,5 +176,34 @@ class SiliconVisionEmbedding(MultiModalEmbedding):
     def _get_image_embedding(self, img_file_path: ImageType) -> Embedding:
         return self._get_text_embedding(self.caption(img_file_path))
 
+    def _get_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
+        """A batch (``MultiModalVectorStoreIndex`` sends ``embed_batch_size`` images):
+        captioned ``caption_concurrency`` at a time, then one embeddings request for
+        all the captions (SiliconCloud's ``/v1/embeddings`` takes a list)."""
+        if len(img_file_paths) <= 1:
+            captions = [self.caption(path) for path in img_file_paths]
+        else:
+            workers = min(self.caption_concurrency, len(img_file_paths))
+            with concurrent.futures.ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix="siliconvision-embed"
+            ) as pool:
+                futures = [
+                    pool.submit(contextvars.copy_context().run, self.caption, path)
+                    for path in img_file_paths
+                ]
+                captions = [future.result() for future in futures]
+        return self._get_text_embeddings(captions) if captions else []
+
     async def _aget_image_embedding(self, img_file_path: ImageType) -> Embedding:
         return await self._aget_text_embedding(await self.acaption(img_file_path))
+
+    async def _aget_image_embeddings(self, img_file_paths: list[ImageType]) -> list[Embedding]:
+        """Async :meth:`_get_image_embeddings`: the same bound, one embeddings request."""
+        semaphore = asyncio.Semaphore(self.caption_concurrency)
+
+        async def caption(path: ImageType) -> str:
+            async with semaphore:
+                return await self.acaption(path)
+
+        captions = await asyncio.gather(*(caption(path) for path in img_file_paths))
+        return await self._aget_text_embeddings(list(captions)) if captions else []

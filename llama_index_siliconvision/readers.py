@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from pathlib import Path
 from typing import Any, Literal
 
+from llama_index.core.base.llms.types import ChatMessage, ImageBlock, MessageRole, TextBlock
 from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import Document, ImageDocument
 
@@ -32,6 +33,7 @@ from siliconvision.captions import (
 )
 from siliconvision.catalog import Detail
 from siliconvision.errors import SiliconVisionError
+from siliconvision.wire import ChatResult
 
 from .base import SiliconVision
 
@@ -92,6 +94,10 @@ def record_to_document(record: CaptionRecord) -> ImageDocument:
 class SiliconVisionCaptionReader(BaseReader):
     """Caption image files (or whole folders) into ``ImageDocument``s.
 
+    Each caption request is a chat call of ``llm`` for LlamaIndex: its instrumentation
+    events and span, its ``CallbackManager`` (``TokenCountingHandler``) and its
+    ``rate_limiter`` see every image.
+
     Example:
         >>> from llama_index.core import VectorStoreIndex
         >>> reader = SiliconVisionCaptionReader(SiliconVision(), concurrency=8)
@@ -136,6 +142,23 @@ class SiliconVisionCaptionReader(BaseReader):
             "max_attempts": self.max_attempts,
         }
 
+    def _shown(self, path: Path) -> list[ChatMessage]:
+        """One caption request as LlamaIndex messages, for events and callbacks."""
+        blocks = [ImageBlock(path=path), TextBlock(text=self.prompt)]
+        return [ChatMessage(role=MessageRole.USER, blocks=blocks)]
+
+    def _send(self, path: Path, messages: Any, **options: Any) -> ChatResult:
+        client = self.llm.client
+        return self.llm.report_chat(
+            self._shown(path), lambda: client.chat(messages, **options), **options
+        )
+
+    async def _asend(self, path: Path, messages: Any, **options: Any) -> ChatResult:
+        client = self.llm.client
+        return await self.llm.areport_chat(
+            self._shown(path), lambda: client.achat(messages, **options), **options
+        )
+
     def _take(self, record: CaptionRecord) -> Document | None:
         if record.ok:
             return record_to_document(record)
@@ -154,7 +177,8 @@ class SiliconVisionCaptionReader(BaseReader):
     def _lazy(self, files: list[Path]) -> Iterator[Document]:
         self.failures = []
         done: list[Document] = []
-        for record in caption_images(self.llm.client, files, **self._options()):
+        records = caption_images(self.llm.client, files, send=self._send, **self._options())
+        for record in records:
             document = self._take(record)
             if document is not None:
                 done.append(document)
@@ -179,7 +203,8 @@ class SiliconVisionCaptionReader(BaseReader):
         self.failures = []
         done: list[Document] = []
         files = self._files(paths)
-        async for record in acaption_images(self.llm.client, files, **self._options()):
+        records = acaption_images(self.llm.client, files, send=self._asend, **self._options())
+        async for record in records:
             document = self._take(record)
             if document is not None:
                 done.append(document)

@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from llama_index.core.base.llms.types import ChatMessage, ImageBlock, MessageRole, TextBlock
 from llama_index.core.tools.tool_spec.base import BaseToolSpec
 
 from siliconvision.catalog import Detail
@@ -53,6 +54,8 @@ class SiliconVisionToolSpec(BaseToolSpec):
     ``allowed_dirs`` (none by default), and URLs to loopback, private, link-local or
     metadata addresses are refused unless ``allow_private_urls=True``. ``resolver``
     (host, port) -> addresses replaces DNS for the URL check (tests, custom DNS).
+    Each question is a chat call of ``llm`` for LlamaIndex: its instrumentation events,
+    ``CallbackManager`` (``TokenCountingHandler``) and ``rate_limiter`` see it.
 
     Example:
         >>> from llama_index.core.agent.workflow import FunctionAgent
@@ -103,6 +106,15 @@ class SiliconVisionToolSpec(BaseToolSpec):
         source: Any = checked.data if isinstance(checked, AllowedFile) else checked
         return self.client.ask_messages([source], question)
 
+    def _shown(self, checked: str | AllowedFile, question: str) -> list[ChatMessage]:
+        """The call as LlamaIndex messages, for its events and callbacks (no file read)."""
+        image = (
+            ImageBlock(path=checked.path)
+            if isinstance(checked, AllowedFile)
+            else ImageBlock(url=checked)
+        )
+        return [ChatMessage(role=MessageRole.USER, blocks=[image, TextBlock(text=question)])]
+
     def _options(self) -> dict[str, Any]:
         # The LLM's settings (sampling, thinking, extra_body), with this tool's model/detail.
         overrides: dict[str, Any] = {"model": self.model or self.llm.model}
@@ -118,8 +130,15 @@ class SiliconVisionToolSpec(BaseToolSpec):
             question: what to find out about the image.
         """
         try:
-            messages = self._messages(self._checked(image), question)
-            return self.client.chat(messages, **self._options()).content
+            checked = self._checked(image)
+            messages = self._messages(checked, question)
+            options = self._options()
+            result = self.llm.report_chat(
+                self._shown(checked, question),
+                lambda: self.client.chat(messages, **options),
+                **options,
+            )
+            return result.content
         except _input_errors() as exc:
             return _refusal(exc)
 
@@ -134,7 +153,12 @@ class SiliconVisionToolSpec(BaseToolSpec):
             # The checks may read a file and resolve a host name: keep them off the loop.
             checked = await asyncio.to_thread(self._checked, image)
             messages = await asyncio.to_thread(self._messages, checked, question)
-            result = await self.client.achat(messages, **self._options())
+            options = self._options()
+            result = await self.llm.areport_chat(
+                self._shown(checked, question),
+                lambda: self.client.achat(messages, **options),
+                **options,
+            )
             return result.content
         except _input_errors() as exc:
             return _refusal(exc)

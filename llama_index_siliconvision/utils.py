@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import json
 import os
 import urllib.parse
@@ -57,7 +58,7 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.constants import DEFAULT_NUM_OUTPUTS
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.llms.utils import parse_partial_json
-from llama_index.core.schema import BaseNode, ImageNode
+from llama_index.core.schema import BaseNode, ImageNode, NodeWithScore
 from PIL import Image as PILImage
 
 from siliconvision.catalog import ModelSpec, get_model_spec
@@ -86,6 +87,7 @@ __all__ = [
     "image_block_to_item",
     "image_source_to_item",
     "llm_metadata",
+    "openai_like_settings",
     "raw_dict",
     "resolve_tool_choice",
     "split_request_fields",
@@ -296,9 +298,10 @@ def _node_item(node: BaseNode, where: str) -> Image:
 def image_source_to_item(source: object, where: str = "image") -> Image:
     """One entry of ``image_documents`` as a core :class:`~siliconvision.content.Image`.
 
-    Accepts ``ImageDocument``, ``ImageNode``, any node with an image resource,
-    ``ImageBlock``, a ``str`` (http(s) URL, data URI or file path), an ``os.PathLike``,
-    ``bytes`` or a ``PIL.Image``; anything else raises ``ContentError``. URLs are never
+    Accepts ``ImageDocument``, ``ImageNode``, any node with an image resource (also
+    wrapped in the ``NodeWithScore`` a retriever returns), ``ImageBlock``, a ``str``
+    (http(s) URL, data URI or file path), an ``os.PathLike``, ``bytes`` or a
+    ``PIL.Image``; anything else raises ``ContentError``. URLs are never
     fetched here (the core sends them as URLs unless ``fetch_urls=True``).
 
     >>> image_source_to_item("https://example.com/a.png")
@@ -306,6 +309,8 @@ def image_source_to_item(source: object, where: str = "image") -> Image:
     """
     if isinstance(source, Image):
         return source
+    if isinstance(source, NodeWithScore):  # what a retriever returns
+        source = source.node
     if isinstance(source, ImageBlock):
         return image_block_to_item(source, where)
     if isinstance(source, BaseNode):
@@ -350,6 +355,98 @@ def completion_to_wire_messages(
     ]
     items.append(prompt)
     return [{"role": "user", "content": items}]
+
+
+# --------------------------------------------------------------------------- settings
+
+_OWN_CLIENT = (
+    "the openai client is built here (SiliconCloud's errors, backoff and image handling); "
+    "pass http_client=httpx.Client(...) / async_http_client=httpx.AsyncClient(...) instead"
+)
+
+#: ``OpenAI``/``OpenAILike`` constructor arguments SiliconVision refuses, with the reason,
+#: unless given their "off" value (``None``, or the value in :data:`OPENAI_LIKE_OFF`).
+OPENAI_LIKE_REFUSED: dict[str, str] = {
+    "api_version": "it is Azure OpenAI's; SiliconCloud has no API versions",
+    "openai_client": _OWN_CLIENT,
+    "async_openai_client": _OWN_CLIENT,
+    "reasoning_effort": "use enable_thinking and thinking_budget",
+    "modalities": "SiliconCloud's vision models answer in text",
+    "audio_config": "SiliconCloud's vision models answer in text",
+    "strict": "SiliconCloud documents no strict tool schemas",
+    "should_use_structured_outputs": "SiliconCloud documents only "
+    "response_format={'type': 'json_object'}; structured output goes through tool calls",
+    "tokenizer": "max_tokens is never inferred here; token counts follow each model's own "
+    "rules (siliconvision.tokens)",
+    "reuse_client": "SiliconVision always reuses its connections (one async client per "
+    "event loop, closed with it)",
+    "messages_to_prompt": "SiliconVision is a chat model: messages are sent as messages, "
+    "so it would never be used",
+    "query_wrapper_prompt": "SiliconVision is a chat model: LlamaIndex applies it to "
+    "completion-model prompts only, so it would never be used",
+    "is_chat_model": "SiliconCloud serves its vision models as chat models only (no "
+    "/completions endpoint for them)",
+}
+#: The value of a refused argument that asks for what happens anyway.
+OPENAI_LIKE_OFF: dict[str, Any] = {
+    "strict": False,
+    "should_use_structured_outputs": False,
+    "reuse_client": True,
+    "is_chat_model": True,
+    "modalities": ["text"],
+    "top_logprobs": 0,
+    "logprobs": False,
+}
+#: Request fields SiliconCloud does not document: refused as settings; sent only when
+#: given explicitly in ``additional_kwargs`` or ``extra_body``.
+OPENAI_LIKE_UNDOCUMENTED = ("seed", "presence_penalty", "logprobs", "top_logprobs")
+#: ``OpenAI``'s names for our settings.
+OPENAI_LIKE_ALIASES = {"max_new_tokens": "max_tokens"}
+
+
+def openai_like_settings(kwargs: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``SiliconVision`` keyword arguments with ``OpenAILike``'s names mapped to ours;
+    its settings that cannot be honoured and unknown names raise ``ValueError`` naming
+    them, with what to do instead.
+
+    >>> openai_like_settings({"max_new_tokens": 64, "reuse_client": True}, {"max_tokens": 0})
+    {'max_tokens': 64}
+    """
+    out = dict(kwargs)
+    for alias, name in OPENAI_LIKE_ALIASES.items():
+        if alias in out:
+            value = out.pop(alias)
+            if name in out and out[name] != value:
+                raise ValueError(f"SiliconVision got both {alias!r} and {name!r}; pass one")
+            out[name] = value
+    if "max_retries" in out and out["max_retries"] is None:
+        del out["max_retries"]  # the SDK's default, 2
+    for name in list(out):
+        value = out[name]
+        refused = name in OPENAI_LIKE_REFUSED or name in OPENAI_LIKE_UNDOCUMENTED
+        if refused:
+            if value is None or (name in OPENAI_LIKE_OFF and value == OPENAI_LIKE_OFF[name]):
+                if name not in fields:
+                    del out[name]  # "off": what happens anyway
+                continue
+            if name in OPENAI_LIKE_UNDOCUMENTED:
+                raise ValueError(
+                    f"SiliconVision: setting {name!r} is not a request field SiliconCloud "
+                    "documents, so it is not sent as if it were honoured; if your model "
+                    f"takes it, send it explicitly: additional_kwargs={{{name!r}: ...}} "
+                    f"(or extra_body={{{name!r}: ...}} per call)"
+                )
+            raise ValueError(
+                f"SiliconVision does not take {name}={value!r}: {OPENAI_LIKE_REFUSED[name]}"
+            )
+        if name not in fields:
+            close = difflib.get_close_matches(name, [*fields, *OPENAI_LIKE_ALIASES], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"SiliconVision got an unknown setting {name!r}{hint}; request fields go in "
+                "additional_kwargs (sent as given)"
+            )
+    return out
 
 
 # --------------------------------------------------------------------------- request
@@ -477,6 +574,22 @@ def _assistant_blocks(
     return blocks
 
 
+def _assistant_message(blocks: list[Any], tool_calls: Sequence[ToolCall]) -> ChatMessage:
+    """The assistant message; tool calls also in ``additional_kwargs["tool_calls"]``
+    (OpenAI's form), which llama-index-core's streaming structured output reads."""
+    extra: dict[str, Any] = {}
+    if tool_calls:
+        extra["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in tool_calls
+        ]
+    return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks, additional_kwargs=extra)
+
+
 def _response_kwargs(result: ChatResult) -> dict[str, Any]:
     out: dict[str, Any] = dict(usage_kwargs(result.usage))
     if result.finish_reason:
@@ -493,11 +606,11 @@ def chat_response_from_result(result: ChatResult) -> ChatResponse:
     ``finish_reason`` and SiliconCloud's ``trace_id``.
     """
     reasoning_tokens = result.usage.reasoning_tokens if result.usage else None
-    message = ChatMessage(
-        role=MessageRole.ASSISTANT,
-        blocks=_assistant_blocks(
+    message = _assistant_message(
+        _assistant_blocks(
             result.content, result.reasoning_content, result.tool_calls, reasoning_tokens
         ),
+        result.tool_calls,
     )
     return ChatResponse(
         message=message,
@@ -540,14 +653,14 @@ class StreamState:
         acc = self.accumulator
         usage = acc.usage
         tool_calls = acc.tool_calls
-        message = ChatMessage(
-            role=MessageRole.ASSISTANT,
-            blocks=_assistant_blocks(
+        message = _assistant_message(
+            _assistant_blocks(
                 acc.content,
                 acc.reasoning,
                 tool_calls,
                 usage.reasoning_tokens if usage else None,
             ),
+            tool_calls,
         )
         extra: dict[str, Any] = dict(usage_kwargs(usage))
         if delta.reasoning:

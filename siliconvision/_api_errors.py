@@ -10,12 +10,13 @@ from typing import Any
 
 import openai
 
-from .errors import TRACE_HEADER, SiliconVisionError, parse_error_body
+from .errors import TRACE_HEADER, IncompleteStreamError, SiliconVisionError, parse_error_body
 
 __all__ = [
     "SiliconCloudAPIError",
     "SiliconCloudAuthenticationError",
     "SiliconCloudBadRequestError",
+    "SiliconCloudIncompleteStreamError",
     "SiliconCloudInternalServerError",
     "SiliconCloudNotFoundError",
     "SiliconCloudPermissionDeniedError",
@@ -65,6 +66,29 @@ class SiliconCloudInternalServerError(SiliconCloudAPIError, openai.InternalServe
     """HTTP 5xx: overloaded (50505), busy (50603), gateway time-out (retried by the SDK)."""
 
 
+class SiliconCloudIncompleteStreamError(IncompleteStreamError, openai.APIConnectionError):
+    """A cut stream (see :class:`~siliconvision.errors.IncompleteStreamError`), also an
+    ``openai.APIConnectionError`` like every other failure to get an answer.
+
+    ``partial_text``/``partial_reasoning`` hold what arrived; ``request`` is the HTTP
+    request whose stream broke (``None`` when the chunks did not come from one).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial_text: str,
+        partial_reasoning: str = "",
+        request: Any = None,
+    ) -> None:
+        # IncompleteStreamError's __init__ would pass the message on positionally,
+        # which APIConnectionError (keyword-only) refuses: set both sides here.
+        openai.APIConnectionError.__init__(self, message=message, request=request)
+        self.partial_text = partial_text
+        self.partial_reasoning = partial_reasoning
+
+
 _BY_STATUS: dict[int, type[SiliconCloudAPIError]] = {
     400: SiliconCloudBadRequestError,
     401: SiliconCloudAuthenticationError,
@@ -77,6 +101,21 @@ _HINTS: dict[int, str] = {
     401: " (SiliconCloud keys are region-bound: a .com key fails on .cn and vice versa;"
     " check base_url)",
 }
+
+
+def _hint(status: int, response: Any) -> str:
+    if status != 404:
+        return _HINTS.get(status, "")
+    try:
+        path = str(response.request.url.path)
+    except Exception:  # a response built without its request
+        path = ""
+    if path and not path.startswith("/v1/"):
+        return (
+            f" (the request went to {path}: SiliconCloud's API is under /v1; base_url "
+            "should end in /v1, e.g. https://api.siliconflow.cn/v1)"
+        )
+    return " (check base_url and the endpoint path)"
 
 
 def map_status_error(response: Any, body: object | None = None) -> SiliconCloudAPIError:
@@ -94,7 +133,7 @@ def map_status_error(response: Any, body: object | None = None) -> SiliconCloudA
     code, text = parse_error_body(body)
     code_part = f" (code {code})" if code is not None else ""
     message = f"SiliconCloud HTTP {status}{code_part}: {text or '(empty body)'}"
-    message += _HINTS.get(status, "")
+    message += _hint(status, response)
     cls = _BY_STATUS.get(status)
     if cls is None:
         cls = SiliconCloudInternalServerError if status >= 500 else SiliconCloudAPIError

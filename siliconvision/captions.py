@@ -22,11 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import json
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -36,16 +45,27 @@ from .client import SiliconVisionClient
 from .content import resolve_detail
 from .errors import ContentError, SiliconVisionError
 from .images import PreparedImage, prepare_image
+from .wire import ChatResult
 
 __all__ = [
     "DEFAULT_CAPTION_PROMPT",
     "IMAGE_SUFFIXES",
+    "AsyncCaptionSender",
     "CaptionRecord",
+    "CaptionSender",
     "acaption_images",
     "caption_images",
     "iter_image_files",
     "load_done",
 ]
+
+#: Sends one caption request: ``send(path, messages, **options)`` -> the answer, where
+#: ``options`` are :meth:`SiliconVisionClient.chat`'s (``model``, ``detail``). The
+#: default is the client's ``chat``; the adapters pass one that also reports the call
+#: to their framework's callbacks and instrumentation.
+CaptionSender = Callable[..., ChatResult]
+#: The async twin of :data:`CaptionSender` (returns an awaitable).
+AsyncCaptionSender = Callable[..., Awaitable[ChatResult]]
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic"}
@@ -313,7 +333,9 @@ def _with(record: CaptionRecord, **changes: Any) -> CaptionRecord:
     return CaptionRecord(**{**asdict(record), **changes})
 
 
-def _caption_one(client: SiliconVisionClient, path: Path, job: _Job) -> CaptionRecord:
+def _caption_one(
+    client: SiliconVisionClient, path: Path, job: _Job, send: CaptionSender | None
+) -> CaptionRecord:
     base: CaptionRecord | None = None
     attempts = 0
     try:
@@ -323,7 +345,10 @@ def _caption_one(client: SiliconVisionClient, path: Path, job: _Job) -> CaptionR
         while True:
             attempts += 1
             try:
-                result = client.chat(messages, model=job.model, detail=job.detail)
+                if send is None:
+                    result = client.chat(messages, model=job.model, detail=job.detail)
+                else:
+                    result = send(path, messages, model=job.model, detail=job.detail)
                 return _with(meta, caption=result.content.strip(), attempts=attempts)
             except _retryable_errors():
                 if attempts >= job.max_attempts:
@@ -334,7 +359,9 @@ def _caption_one(client: SiliconVisionClient, path: Path, job: _Job) -> CaptionR
         return _with(record, attempts=attempts)
 
 
-async def _acaption_one(client: SiliconVisionClient, path: Path, job: _Job) -> CaptionRecord:
+async def _acaption_one(
+    client: SiliconVisionClient, path: Path, job: _Job, send: AsyncCaptionSender | None
+) -> CaptionRecord:
     base: CaptionRecord | None = None
     attempts = 0
     try:
@@ -345,7 +372,10 @@ async def _acaption_one(client: SiliconVisionClient, path: Path, job: _Job) -> C
         while True:
             attempts += 1
             try:
-                result = await client.achat(messages, model=job.model, detail=job.detail)
+                if send is None:
+                    result = await client.achat(messages, model=job.model, detail=job.detail)
+                else:
+                    result = await send(path, messages, model=job.model, detail=job.detail)
                 return _with(meta, caption=result.content.strip(), attempts=attempts)
             except _retryable_errors():
                 if attempts >= job.max_attempts:
@@ -367,6 +397,7 @@ def caption_images(
     max_attempts: int = 3,
     retry_backoff: float | None = None,
     on_record: Callable[[CaptionRecord], None] | None = None,
+    send: CaptionSender | None = None,
 ) -> Iterator[CaptionRecord]:
     """Caption ``paths``, yielding one :class:`CaptionRecord` per image as each finishes.
 
@@ -385,6 +416,7 @@ def caption_images(
       ``retry_initial_delay``), each wait at most the client's ``retry_max_delay``.
     - ``on_record`` is called with each record, in the iterating thread, just before
       it is yielded.
+    - ``send`` (a :data:`CaptionSender`) makes each request instead of ``client.chat``.
 
     A client without an API key raises :class:`~siliconvision.client.MissingAPIKeyError`
     on the first ``next()``, before any image is read.
@@ -401,7 +433,19 @@ def caption_images(
         max_attempts=max_attempts,
         retry_backoff=retry_backoff,
     )
-    return _caption_iter(client, _unique(paths), job, concurrency, on_record)
+    return _caption_iter(client, _unique(paths), job, concurrency, on_record, send)
+
+
+def _submit(
+    executor: concurrent.futures.ThreadPoolExecutor,
+    client: SiliconVisionClient,
+    path: Path,
+    job: _Job,
+    send: CaptionSender | None,
+) -> concurrent.futures.Future[CaptionRecord]:
+    # In the caller's context: frameworks keep callbacks and trace spans in contextvars.
+    context = contextvars.copy_context()
+    return executor.submit(context.run, _caption_one, client, path, job, send)
 
 
 def _caption_iter(
@@ -410,6 +454,7 @@ def _caption_iter(
     job: _Job,
     concurrency: int,
     on_record: Callable[[CaptionRecord], None] | None,
+    send: CaptionSender | None,
 ) -> Iterator[CaptionRecord]:
     if not paths:
         return
@@ -421,7 +466,7 @@ def _caption_iter(
     pending: set[concurrent.futures.Future[CaptionRecord]] = set()
     try:
         for path in todo:
-            pending.add(executor.submit(_caption_one, client, path, job))
+            pending.add(_submit(executor, client, path, job, send))
             if len(pending) >= concurrency:
                 break
         while pending:
@@ -431,7 +476,7 @@ def _caption_iter(
             for future in finished:
                 next_path = next(todo, None)
                 if next_path is not None:
-                    pending.add(executor.submit(_caption_one, client, next_path, job))
+                    pending.add(_submit(executor, client, next_path, job, send))
                 record = future.result()
                 if on_record is not None:
                     on_record(record)
@@ -454,6 +499,7 @@ def acaption_images(
     max_attempts: int = 3,
     retry_backoff: float | None = None,
     on_record: Callable[[CaptionRecord], None] | None = None,
+    send: AsyncCaptionSender | None = None,
 ) -> AsyncIterator[CaptionRecord]:
     """The async twin of :func:`caption_images` (same arguments, same guarantees).
 
@@ -473,7 +519,7 @@ def acaption_images(
         max_attempts=max_attempts,
         retry_backoff=retry_backoff,
     )
-    return _acaption_iter(client, _unique(paths), job, concurrency, on_record)
+    return _acaption_iter(client, _unique(paths), job, concurrency, on_record, send)
 
 
 async def _acaption_iter(
@@ -482,6 +528,7 @@ async def _acaption_iter(
     job: _Job,
     concurrency: int,
     on_record: Callable[[CaptionRecord], None] | None,
+    send: AsyncCaptionSender | None,
 ) -> AsyncIterator[CaptionRecord]:
     if not paths:
         return
@@ -490,7 +537,7 @@ async def _acaption_iter(
 
     async def guarded(path: Path) -> CaptionRecord:
         async with semaphore:
-            return await _acaption_one(client, path, job)
+            return await _acaption_one(client, path, job, send)
 
     todo = iter(paths)
     # A window of `concurrency` tasks: later images are not even scheduled until a

@@ -20,6 +20,7 @@ import asyncio
 import math
 import os
 import random
+import sys
 import threading
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
@@ -43,6 +44,7 @@ from .wire import (
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_EMBEDDING_MODEL",
+    "DEFAULT_MAX_RETRIES",
     "DEFAULT_MODEL",
     "DEFAULT_RETRY_INITIAL_DELAY",
     "DEFAULT_RETRY_MAX_DELAY",
@@ -53,6 +55,7 @@ __all__ = [
     "SiliconCloudOpenAI",
     "SiliconVisionClient",
     "check_retry_delays",
+    "check_timeout",
     "resolve_api_key",
     "resolve_base_url",
     "retry_delay",
@@ -78,6 +81,8 @@ DEFAULT_MODEL = "Qwen/Qwen2.5-VL-72B-Instruct"
 DEFAULT_EMBEDDING_MODEL = "BAAI/bge-m3"
 API_KEY_ENV_VARS = ("SILICONFLOW_API_KEY", "SILICONCLOUD_API_KEY")
 BASE_URL_ENV_VAR = "SILICONFLOW_BASE_URL"
+DEFAULT_MAX_RETRIES = 2
+"""Retries when ``max_retries=None`` (the ``openai`` SDK's own default)."""
 DEFAULT_RETRY_INITIAL_DELAY = 0.5
 """Seconds before the first retry (the ``openai`` SDK's own default); doubles per retry."""
 DEFAULT_RETRY_MAX_DELAY = 8.0
@@ -115,6 +120,50 @@ def check_retry_delays(initial: float, maximum: float) -> tuple[float, float]:
     return float(initial), float(maximum)
 
 
+def check_timeout(value: Any) -> Any:
+    """``value`` as a time-out the ``openai`` SDK takes; raises ``ValueError`` otherwise.
+
+    Accepted: ``None`` (no time-out), seconds (a finite number >= 0), a
+    ``(connect, read)`` pair in seconds (as ``requests`` and ``ChatOpenAI`` take it; the
+    write and pool time-outs are the read one, so no phase waits unbounded), an
+    ``httpx``-style 4-tuple ``(connect, read, write, pool)``, or an ``httpx.Timeout``.
+    Tuples become an ``httpx.Timeout`` (imported only then).
+
+    >>> check_timeout(30)
+    30.0
+    >>> check_timeout((3, 10))
+    Timeout(connect=3.0, read=10.0, write=10.0, pool=10.0)
+    """
+    if value is None:
+        return None
+    if _is_seconds(value):
+        return float(value)
+    if isinstance(value, tuple) and len(value) in (2, 4) and all(map(_is_seconds, value)):
+        import httpx
+
+        if len(value) == 2:
+            connect, read = map(float, value)
+            return httpx.Timeout(read, connect=connect)
+        connect, read, write, pool = map(float, value)
+        return httpx.Timeout(connect=connect, read=read, write=write, pool=pool)
+    httpx_module = sys.modules.get("httpx")  # an httpx.Timeout means httpx is loaded
+    if httpx_module is not None and isinstance(value, httpx_module.Timeout):
+        return value
+    raise ValueError(
+        "timeout must be seconds (a number >= 0), None, a (connect, read) pair, a "
+        f"(connect, read, write, pool) tuple or an httpx.Timeout; got {value!r}"
+    )
+
+
+def _is_seconds(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
 def retry_delay(
     retries_taken: int, *, initial: float, maximum: float, retry_after: float | None = None
 ) -> float:
@@ -141,6 +190,15 @@ def _is_ours(exc: BaseException) -> bool:
     return isinstance(exc, (SiliconVisionError, APIStatusError))
 
 
+def _request_of(sdk_stream: Any) -> Any:
+    """The ``httpx.Request`` behind an SDK stream (``None`` if it has none)."""
+    response = getattr(sdk_stream, "response", None)
+    try:
+        return response.request if response is not None else None
+    except RuntimeError:  # an httpx.Response built without a request
+        return None
+
+
 class ChatStream:
     """A streamed answer: iterate for :class:`StreamDelta`; then :meth:`result`.
 
@@ -161,17 +219,19 @@ class ChatStream:
 
     def __iter__(self) -> Iterator[StreamDelta]:
         accumulator = self.accumulator
+        request = _request_of(self._sdk_stream)
         try:
             for chunk in self._sdk_stream:
                 yield accumulator.add(chunk)
         except Exception as exc:
             if _is_ours(exc):
                 raise
-            raise accumulator.incomplete_error(f"broke ({type(exc).__name__}: {exc})") from exc
+            why = f"broke ({type(exc).__name__}: {exc})"
+            raise accumulator.incomplete_error(why, request=request) from exc
         finally:
             self.close()
         if not accumulator.complete:
-            raise accumulator.incomplete_error("ended")
+            raise accumulator.incomplete_error("ended", request=request)
 
     def result(self) -> ChatResult:
         return self.accumulator.result().with_trace_id(self.trace_id)
@@ -196,17 +256,19 @@ class AsyncChatStream:
 
     async def __aiter__(self) -> AsyncIterator[StreamDelta]:
         accumulator = self.accumulator
+        request = _request_of(self._sdk_stream)
         try:
             async for chunk in self._sdk_stream:
                 yield accumulator.add(chunk)
         except Exception as exc:
             if _is_ours(exc):
                 raise
-            raise accumulator.incomplete_error(f"broke ({type(exc).__name__}: {exc})") from exc
+            why = f"broke ({type(exc).__name__}: {exc})"
+            raise accumulator.incomplete_error(why, request=request) from exc
         finally:
             await self.aclose()
         if not accumulator.complete:
-            raise accumulator.incomplete_error("ended")
+            raise accumulator.incomplete_error("ended", request=request)
 
     def result(self) -> ChatResult:
         return self.accumulator.result().with_trace_id(self.trace_id)
@@ -272,12 +334,15 @@ class SiliconVisionClient:
 
     Configuration: ``api_key`` (else ``SILICONFLOW_API_KEY``/``SILICONCLOUD_API_KEY``),
     ``base_url`` (else ``SILICONFLOW_BASE_URL``, else the China endpoint), the
-    default ``model``, ``detail`` and ``image_order``, ``timeout`` (seconds per
-    attempt), ``max_retries`` (the SDK retries 429, 408, 409, 5xx, connection errors
-    and time-outs that many times), ``retry_initial_delay``/``retry_max_delay`` (the
-    backoff: ``initial * 2**n`` capped at ``max``, less up to 25% jitter; a
-    ``Retry-After`` is honoured up to ``max``), ``fetch_urls`` (download URL images
-    client-side; off by default).
+    default ``model``, ``detail`` and ``image_order``, ``timeout`` (per attempt:
+    seconds, a ``(connect, read)`` pair or an ``httpx.Timeout``; see
+    :func:`check_timeout`), ``max_retries`` (the SDK retries 429, 408, 409, 5xx,
+    connection errors and time-outs that many times; ``None``: the SDK's default, 2),
+    ``default_headers`` (sent with every request), ``http_client`` /
+    ``http_async_client`` (your own ``httpx`` clients),
+    ``retry_initial_delay``/``retry_max_delay`` (the backoff: ``initial * 2**n``
+    capped at ``max``, less up to 25% jitter; a ``Retry-After`` is honoured up to
+    ``max``), ``fetch_urls`` (download URL images client-side; off by default).
 
     >>> client = SiliconVisionClient(model="OpenGVLab/InternVL2-26B", detail="low")
     >>> client.ask(["shelf.jpg", "https://example.com/bill.png"], "Total?")  # doctest: +SKIP
@@ -291,8 +356,8 @@ class SiliconVisionClient:
         model: str = DEFAULT_MODEL,
         detail: Detail | None = None,
         image_order: ImageOrder = "auto",
-        timeout: float | None = 60.0,
-        max_retries: int = 2,
+        timeout: Any = 60.0,
+        max_retries: int | None = 2,
         retry_initial_delay: float = DEFAULT_RETRY_INITIAL_DELAY,
         retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY,
         fetch_urls: bool = False,
@@ -306,7 +371,11 @@ class SiliconVisionClient:
         self.model = model
         self.detail = detail
         self.image_order: ImageOrder = image_order
-        self.timeout = timeout
+        self.timeout = check_timeout(timeout)
+        if max_retries is None:
+            max_retries = DEFAULT_MAX_RETRIES
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0 or None, got {max_retries!r}")
         self.max_retries = max_retries
         self.retry_initial_delay, self.retry_max_delay = check_retry_delays(
             retry_initial_delay, retry_max_delay

@@ -25,6 +25,7 @@ __all__ = [
     "SiliconCloudAPIError",
     "SiliconCloudAuthenticationError",
     "SiliconCloudBadRequestError",
+    "SiliconCloudIncompleteStreamError",
     "SiliconCloudInternalServerError",
     "SiliconCloudNotFoundError",
     "SiliconCloudPermissionDeniedError",
@@ -62,6 +63,8 @@ class IncompleteStreamError(SiliconVisionError):
 
     SiliconCloud's last chunk carries ``finish_reason``; a stream without one was
     cut (network, proxy, server crash) and must not pass for a complete answer.
+    What a stream raises is :class:`SiliconCloudIncompleteStreamError`, which is also
+    an ``openai.APIConnectionError`` (``except openai.APIError`` catches it too).
     """
 
     def __init__(self, message: str, *, partial_text: str, partial_reasoning: str = "") -> None:
@@ -103,6 +106,7 @@ _API_ERRORS = frozenset(
         "SiliconCloudAPIError",
         "SiliconCloudAuthenticationError",
         "SiliconCloudBadRequestError",
+        "SiliconCloudIncompleteStreamError",
         "SiliconCloudInternalServerError",
         "SiliconCloudNotFoundError",
         "SiliconCloudPermissionDeniedError",
@@ -125,6 +129,7 @@ if TYPE_CHECKING:
         SiliconCloudAPIError,
         SiliconCloudAuthenticationError,
         SiliconCloudBadRequestError,
+        SiliconCloudIncompleteStreamError,
         SiliconCloudInternalServerError,
         SiliconCloudNotFoundError,
         SiliconCloudPermissionDeniedError,

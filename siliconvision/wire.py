@@ -35,6 +35,7 @@ from .catalog import ModelSpec, get_model_spec
 from .errors import IncompleteStreamError, SiliconVisionError
 
 __all__ = [
+    "UNDOCUMENTED_FIELDS",
     "ChatResult",
     "ParameterError",
     "StreamAccumulator",
@@ -44,9 +45,12 @@ __all__ = [
     "Usage",
     "build_chat_request",
     "parse_chat_completion",
+    "tools_off_error",
+    "undocumented_field_error",
 ]
 
-#: Fields the ``openai`` SDK sends as top-level keyword arguments.
+#: Fields SiliconCloud documents that the ``openai`` SDK sends as top-level keyword
+#: arguments (see the facts file, "Extra request fields SiliconCloud accepts").
 STANDARD_FIELDS = (
     "temperature",
     "top_p",
@@ -54,15 +58,52 @@ STANDARD_FIELDS = (
     "stop",
     "n",
     "frequency_penalty",
-    "presence_penalty",
     "response_format",
     "tools",
     "tool_choice",
-    "seed",
-    "parallel_tool_calls",
 )
 #: SiliconCloud-only fields, sent in ``extra_body``.
 EXTRA_FIELDS = ("enable_thinking", "thinking_budget", "top_k", "min_p")
+
+#: OpenAI request fields SiliconCloud does not document, with what to do instead. They
+#: are refused by name (never sent as if honoured); a caller who knows a model takes
+#: one sends it explicitly in ``extra_body``.
+UNDOCUMENTED_FIELDS: dict[str, str] = {
+    "seed": "",
+    "presence_penalty": "",
+    "logprobs": "",
+    "top_logprobs": "",
+    "logit_bias": "",
+    "parallel_tool_calls": "",
+    "user": "",
+    "stream_options": " (every SiliconCloud stream chunk carries the usage already)",
+    "max_completion_tokens": " (SiliconCloud's name for it is max_tokens)",
+    "reasoning_effort": " (use enable_thinking and thinking_budget)",
+    "modalities": " (the models answer in text)",
+    "audio": " (the models answer in text)",
+    "prediction": "",
+    "service_tier": "",
+    "store": "",
+    "metadata": "",
+    "verbosity": "",
+    "web_search_options": "",
+    "prompt_cache_key": "",
+    "safety_identifier": "",
+}
+
+
+def undocumented_field_error(name: str, where: str = "request parameter") -> str:
+    """The message that refuses an OpenAI field SiliconCloud does not document.
+
+    >>> undocumented_field_error("seed")
+    "request parameter 'seed' is not one SiliconCloud documents, so it is not sent as if it were honoured; if your model takes it, send it explicitly: extra_body={'seed': ...}"
+    """  # noqa: E501
+    return (
+        f"{where} {name!r} is not one SiliconCloud documents, so it is not sent as if it "
+        f"were honoured{UNDOCUMENTED_FIELDS.get(name, '')}; if your model takes it, send it "
+        f"explicitly: extra_body={{{name!r}: ...}}"
+    )
+
 
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -112,6 +153,7 @@ def build_chat_request(
     model: str | ModelSpec,
     stream: bool = False,
     extra_body: Mapping[str, Any] | None = None,
+    extra_headers: Mapping[str, str] | None = None,
     **params: Any,
 ) -> dict[str, Any]:
     """Keyword arguments for ``chat.completions.create``, validated.
@@ -121,7 +163,11 @@ def build_chat_request(
     ``stop``, ``n``, ``response_format``, ``tools``, ``tool_choice``, ...) and
     SiliconCloud's extras (``enable_thinking``, ``thinking_budget``, ``top_k``,
     ``min_p``); ``None`` values are left out. Anything else goes in ``extra_body``;
-    an unknown keyword raises instead of being dropped.
+    an unknown keyword raises instead of being dropped, and so does an OpenAI field
+    SiliconCloud does not document (:data:`UNDOCUMENTED_FIELDS`: ``seed``,
+    ``presence_penalty``, ``logprobs``, ...). ``extra_headers`` are sent as HTTP
+    headers of this request. ``n > 1`` is refused with ``stream=True`` (the chunks of
+    several choices would interleave).
 
     >>> build_chat_request([{"role": "user", "content": "hi"}],
     ...     model="Qwen/Qwen2.5-VL-72B-Instruct", temperature=0.2, top_k=20)["extra_body"]
@@ -129,6 +175,9 @@ def build_chat_request(
     """
     spec = get_model_spec(model)
     unknown = sorted(set(params) - set(STANDARD_FIELDS) - set(EXTRA_FIELDS))
+    undocumented = [name for name in unknown if name in UNDOCUMENTED_FIELDS]
+    if undocumented:
+        raise ParameterError(undocumented_field_error(undocumented[0]))
     if unknown:
         raise ParameterError(
             f"unknown request parameter(s) {unknown}; pass provider-specific fields in extra_body"
@@ -143,13 +192,16 @@ def build_chat_request(
     _check_range("n", params.get("n"), 1, 128, integer=True)
     _check_range("frequency_penalty", params.get("frequency_penalty"), -2.0, 2.0)
     _check_range("thinking_budget", params.get("thinking_budget"), 128, 32_768, integer=True)
+    if stream and (params.get("n") or 1) > 1:
+        raise ParameterError(
+            f"n={params['n']} cannot be streamed (the choices' chunks would interleave); "
+            "stream with n=1 or call without streaming"
+        )
     _check_stop(params.get("stop"))
     _check_tools(params.get("tools"))
     if params.get("tools") and not spec.tools:
-        raise ParameterError(
-            f"model {spec.id!r} is not catalogued as supporting tool calls; use a model that "
-            "does or override with get_model_spec(..., tools=True)"
-        )
+        raise ParameterError(tools_off_error(spec.id))
+    headers = _check_headers(extra_headers)
     if params.get("enable_thinking") is not None and not isinstance(
         params["enable_thinking"], bool
     ):
@@ -167,7 +219,30 @@ def build_chat_request(
         body.update(extra_body)
     if body:
         request["extra_body"] = body
+    if headers:
+        request["extra_headers"] = headers
     return request
+
+
+def tools_off_error(model_id: str) -> str:
+    """The message for tools sent to a model the catalog marks as tool-less."""
+    return (
+        f"model {model_id!r} is not catalogued as supporting tool calls; use a model that "
+        "does, or, if you know this one does, switch them on: in LlamaIndex "
+        f"SiliconVision(model={model_id!r}, is_function_calling_model=True), in LangChain "
+        f"or the core siliconvision.catalog.register_model({model_id!r}, tools=True) "
+        "(process-wide)"
+    )
+
+
+def _check_headers(headers: Any) -> dict[str, str]:
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise ParameterError("extra_headers must be a dict of header names to string values")
+    return dict(headers)
 
 
 @dataclass(frozen=True)
@@ -306,9 +381,17 @@ class ChatResult:
     trace_id: str | None = None
     #: The response as received (SDK object or dict), for adapters that expose it.
     raw: Any = field(default=None, compare=False, repr=False)
+    #: With ``n > 1``: the other choices, in order (``usage`` is on this one only: it
+    #: counts the whole request).
+    other_choices: tuple[ChatResult, ...] = ()
 
     def with_trace_id(self, trace_id: str | None) -> ChatResult:
         return replace(self, trace_id=trace_id)
+
+    @property
+    def choices(self) -> tuple[ChatResult, ...]:
+        """Every choice of the response: this one, then :attr:`other_choices`."""
+        return (self, *self.other_choices)
 
 
 def _tool_calls_from_message(raw_calls: Any) -> tuple[ToolCall, ...]:
@@ -326,11 +409,25 @@ def _tool_calls_from_message(raw_calls: Any) -> tuple[ToolCall, ...]:
 
 
 def parse_chat_completion(completion: Any, *, trace_id: str | None = None) -> ChatResult:
-    """A :class:`ChatResult` from an SDK ``ChatCompletion`` (or its dict form)."""
+    """A :class:`ChatResult` from an SDK ``ChatCompletion`` (or its dict form); with
+    several choices (``n > 1``) the others are in :attr:`ChatResult.other_choices`."""
     choices = _field(completion, "choices") or []
     if not choices:
         raise SiliconVisionError("SiliconCloud returned a response without choices")
-    choice = choices[0]
+    ordered = sorted(
+        choices,
+        key=lambda c: i if isinstance(i := _field(c, "index"), int) else 0,
+    )
+    results = [
+        _choice_result(completion, choice, trace_id=trace_id, with_usage=position == 0)
+        for position, choice in enumerate(ordered)
+    ]
+    return replace(results[0], other_choices=tuple(results[1:])) if len(results) > 1 else results[0]
+
+
+def _choice_result(
+    completion: Any, choice: Any, *, trace_id: str | None, with_usage: bool
+) -> ChatResult:
     message = _field(choice, "message")
     return ChatResult(
         id=str(_field(completion, "id") or ""),
@@ -339,7 +436,7 @@ def parse_chat_completion(completion: Any, *, trace_id: str | None = None) -> Ch
         reasoning_content=_field(message, "reasoning_content") or None,
         tool_calls=_tool_calls_from_message(_field(message, "tool_calls")),
         finish_reason=_field(choice, "finish_reason"),
-        usage=Usage.from_api(_field(completion, "usage")),
+        usage=Usage.from_api(_field(completion, "usage")) if with_usage else None,
         created=_field(completion, "created"),
         system_fingerprint=_field(completion, "system_fingerprint"),
         trace_id=trace_id,
@@ -503,14 +600,19 @@ class StreamAccumulator:
         """Whether the final chunk (the one with ``finish_reason``) has arrived."""
         return self.finish_reason is not None
 
-    def incomplete_error(self, why: str) -> IncompleteStreamError:
-        """The error for a stream that ended early, carrying the partial answer."""
+    def incomplete_error(self, why: str, *, request: Any = None) -> IncompleteStreamError:
+        """The error for a stream that ended early, carrying the partial answer: a
+        :class:`~siliconvision.errors.SiliconCloudIncompleteStreamError`, which is also an
+        ``openai.APIConnectionError`` (``request``: the HTTP request of the stream)."""
+        from ._api_errors import SiliconCloudIncompleteStreamError  # loads the openai SDK
+
         text = self.content
-        return IncompleteStreamError(
+        return SiliconCloudIncompleteStreamError(
             f"SiliconCloud stream {why} after {self.chunks} chunk(s) and {len(text)} characters, "
             "before its final chunk; the answer is incomplete (partial text on .partial_text)",
             partial_text=text,
             partial_reasoning=self.reasoning,
+            request=request,
         )
 
     def result(self) -> ChatResult:

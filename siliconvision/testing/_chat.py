@@ -11,7 +11,7 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
@@ -592,8 +592,7 @@ def _usage(prompt: int, completion: int, reasoning: int) -> dict[str, Any]:
     }
 
 
-def completion_body(plan: ReplyPlan, *, chat_id: str, created: int, model: str) -> dict[str, Any]:
-    """The non-streaming ``chat.completion`` body."""
+def _message(plan: ReplyPlan) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         "content": plan.content_text,
@@ -608,13 +607,34 @@ def completion_body(plan: ReplyPlan, *, chat_id: str, created: int, model: str) 
             }
             for t in plan.tool_calls
         ]
+    return message
+
+
+def completion_body(
+    plan: ReplyPlan,
+    *,
+    chat_id: str,
+    created: int,
+    model: str,
+    more: Sequence[ReplyPlan] = (),
+) -> dict[str, Any]:
+    """The non-streaming ``chat.completion`` body; ``more``: the plans of choices 2..n
+    (``n > 1``), whose completion tokens add to the usage."""
+    plans = [plan, *more]
     return {
         "id": chat_id,
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": plan.finish_reason}],
-        "usage": _usage(plan.prompt_tokens, plan.completion_tokens, len(plan.reasoning)),
+        "choices": [
+            {"index": i, "message": _message(p), "finish_reason": p.finish_reason}
+            for i, p in enumerate(plans)
+        ],
+        "usage": _usage(
+            plan.prompt_tokens,
+            sum(p.completion_tokens for p in plans),
+            sum(len(p.reasoning) for p in plans),
+        ),
         "system_fingerprint": "",
     }
 

@@ -102,7 +102,9 @@ Upload bandwidth
     drained at once and the request is dropped unlogged, like any body cut short.
 
 Other behaviour
-    ``n`` is validated but one choice is returned. Image parts in ``tool`` messages
+    ``n`` is validated; a non-streamed answer has ``n`` choices (each further choice
+    takes the next scripted reply if one is queued, else repeats the first; their
+    completion tokens add up), a stream has one. Image parts in ``tool`` messages
     are rejected (20015: the wire allows text only there); images in system or
     assistant messages are accepted and described. A stalled request (``stall``)
     never gets an answer; its handler ends at ``stop()`` or when the client leaves
@@ -722,7 +724,15 @@ class _Handler(BaseHTTPRequestHandler):
         created = int(time.time())
         rec.reply_content = plan.content_text
         if not req.stream:
-            body = completion_body(plan, chat_id=chat_id, created=created, model=req.model)
+            # n > 1: every further choice takes the next scripted reply, else repeats.
+            n = parsed.get("n") if isinstance(parsed.get("n"), int) else 1
+            more = [
+                build_reply(req, emu._next_script() or script, reply_chunks=emu.reply_chunks)
+                for _ in range(n - 1)
+            ]
+            body = completion_body(
+                plan, chat_id=chat_id, created=created, model=req.model, more=more
+            )
             self._answer(rec, 200, body)
             return
         chunked = self.request_version != "HTTP/1.0"

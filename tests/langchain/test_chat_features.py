@@ -227,7 +227,7 @@ def test_request_parameters_reach_the_wire(emu: LocalSiliconCloud) -> None:
             extra_body={"custom_flag": 1},
         )
     )
-    llm.invoke("hi", stop=["STOP"], seed=7)
+    llm.invoke("hi", stop=["STOP"], extra_body={"seed": 7})
     sent = body(emu)
     picked = {k: sent.get(k) for k in ("temperature", "top_p", "top_k", "max_tokens", "stop")}
     assert picked == {
@@ -246,6 +246,11 @@ def test_request_parameters_reach_the_wire(emu: LocalSiliconCloud) -> None:
         llm.invoke("hi", bogus_option=True)
     with pytest.raises(ParameterError, match="temperature"):
         llm.invoke("hi", temperature=5)
+    # seed is not a field SiliconCloud documents: refused by name, extra_body sends it
+    with pytest.raises(
+        ParameterError, match=r"'seed' is not one SiliconCloud documents.*extra_body"
+    ):
+        llm.invoke("hi", seed=7)
 
 
 def test_api_errors_keep_their_openai_types(emu: LocalSiliconCloud) -> None:

@@ -272,3 +272,86 @@ def test_bad_tool_arguments_raise_a_clear_error() -> None:
 )
 def test_every_error_body_form_is_read(body: object, expected: tuple[int | None, str]) -> None:
     assert parse_error_body(body) == expected
+
+
+@pytest.mark.parametrize("name", ["seed", "presence_penalty", "logprobs", "parallel_tool_calls"])
+def test_undocumented_openai_fields_are_refused_by_name_and_go_through_extra_body(
+    name: str,
+) -> None:
+    with pytest.raises(ParameterError, match=rf"'{name}' is not one SiliconCloud documents"):
+        build_chat_request(MSGS, model=QWEN, **{name: 1})
+    request = build_chat_request(MSGS, model=QWEN, extra_body={name: 1})
+    assert request["extra_body"] == {name: 1} and name not in request
+
+
+def test_max_completion_tokens_points_at_max_tokens() -> None:
+    with pytest.raises(ParameterError, match="max_tokens"):
+        build_chat_request(MSGS, model=QWEN, max_completion_tokens=5)
+
+
+def test_n_above_one_is_refused_only_when_streaming() -> None:
+    assert build_chat_request(MSGS, model=QWEN, n=3)["n"] == 3
+    with pytest.raises(ParameterError, match="n=3 cannot be streamed"):
+        build_chat_request(MSGS, model=QWEN, stream=True, n=3)
+    assert build_chat_request(MSGS, model=QWEN, stream=True, n=1)["n"] == 1
+
+
+def test_extra_headers_are_checked_and_kept_apart_from_the_body() -> None:
+    request = build_chat_request(MSGS, model=QWEN, extra_headers={"X-A": "1"})
+    assert request["extra_headers"] == {"X-A": "1"}
+    with pytest.raises(ParameterError, match="extra_headers"):
+        build_chat_request(MSGS, model=QWEN, extra_headers={"X-A": 1})
+
+
+def test_every_choice_is_kept_in_index_order_with_the_usage_once() -> None:
+    completion = {
+        "id": "x",
+        "model": "m",
+        "choices": [
+            {"index": 1, "message": {"content": "second"}, "finish_reason": "stop"},
+            {"index": 0, "message": {"content": "first"}, "finish_reason": "length"},
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+    }
+    result = parse_chat_completion(completion)
+    assert [c.content for c in result.choices] == ["first", "second"]
+    assert [c.finish_reason for c in result.choices] == ["length", "stop"]
+    assert result.usage == Usage(3, 4, 7) and result.other_choices[0].usage is None
+
+
+def test_the_incomplete_stream_error_is_an_openai_connection_error() -> None:
+    import openai
+
+    accumulator = StreamAccumulator()
+    accumulator.add({"id": "x", "choices": [{"index": 0, "delta": {"content": "Hal"}}]})
+    error = accumulator.incomplete_error("broke")
+    assert isinstance(error, IncompleteStreamError)
+    assert isinstance(error, openai.APIConnectionError)
+    assert error.partial_text == "Hal" and "broke" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), (5, 5.0), ((2, 9), (2.0, 9.0, 9.0, 9.0)), ((1, 2, 3, 4), (1.0, 2.0, 3.0, 4.0))],
+)
+def test_timeouts_in_each_form(value: Any, expected: Any) -> None:
+    import httpx
+
+    from siliconvision.client import check_timeout
+
+    timeout = check_timeout(value)
+    if isinstance(expected, tuple):
+        assert isinstance(timeout, httpx.Timeout)
+        assert (timeout.connect, timeout.read, timeout.write, timeout.pool) == expected
+    else:
+        assert timeout == expected
+    given = httpx.Timeout(3.0)
+    assert check_timeout(given) is given
+
+
+@pytest.mark.parametrize("value", ["10", -1, float("nan"), (1,), (1, "2"), True])
+def test_bad_timeouts_are_refused(value: Any) -> None:
+    from siliconvision.client import check_timeout
+
+    with pytest.raises(ValueError, match="timeout must be"):
+        check_timeout(value)
