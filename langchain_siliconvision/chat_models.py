@@ -1028,8 +1028,9 @@ class ChatSiliconVision(BaseChatModel):
         """Estimated prompt tokens of ``messages`` (and ``tools``), images included.
 
         Each image is prepared exactly as it would be sent (downsized for this model
-        and its ``detail``) and counted by the documented rule of the model's family;
-        see :func:`siliconvision.tokens.estimate_prompt_tokens`.
+        and its ``detail``) and counted by the rule of the model's own image processor;
+        see :func:`siliconvision.tokens.estimate_prompt_tokens` (which raises for an
+        image sent to a model without a sourced rule).
         """
         prepared = self.client.prepare_messages(_format_messages(messages))
         schemas = [convert_to_openai_tool(tool) for tool in tools] if tools else None

@@ -24,7 +24,7 @@ Example:
     >>> photo = Image.new("RGB", (4000, 3000))
     >>> prepared = prepare_image(photo, model="Qwen/Qwen2.5-VL-7B-Instruct", detail="low")
     >>> (prepared.width, prepared.height, prepared.resized)
-    (448, 336, True)
+    (597, 448, True)
     >>> image_part("https://example.com/cat.png")["image_url"]
     {'url': 'https://example.com/cat.png', 'detail': 'high'}
 

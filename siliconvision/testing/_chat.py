@@ -350,6 +350,16 @@ def parse_chat(
             info = decode_image(data)
         except ImageDecodeError:
             raise bad_request(20040, IMAGE_URL_MESSAGE) from None
+        try:
+            tokens = estimate_image_tokens(
+                info.width,
+                info.height,
+                model=spec,
+                detail=cast(Detail, ref.detail or "high"),
+                image_count=len(refs),
+            )
+        except ValueError as exc:  # the model's image processor refuses this size
+            raise invalid(str(exc)) from None
         seen = SeenImage(
             index=k,
             message_index=ref.message_index,
@@ -363,13 +373,8 @@ def parse_chat(
             source=source,
             url=shown_url,
             byte_size=info.byte_size,
-            tokens=estimate_image_tokens(
-                info.width,
-                info.height,
-                model=spec,
-                detail=cast(Detail, ref.detail or "high"),
-                image_count=len(refs),
-            ),
+            # no sourced rule: SiliconCloud's count is unknown, so none is invented
+            tokens=0 if tokens is None else tokens,
         )
         images.append(seen)
         by_ref[id(ref)] = seen

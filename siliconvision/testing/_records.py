@@ -31,6 +31,8 @@ class SeenImage:
     ``index`` is 1-based across the whole request; ``message_index`` is the 0-based
     index of the message that carried it. ``url`` is the image URL, or for a data
     URI only its prefix (``"data:image/png;base64,"``), never the payload.
+    ``tokens`` is what the image costs in prompt tokens by the model's image
+    processor rule (0 for a model without a sourced rule).
 
     Example:
         >>> img = emu.last_request.images[0]  # doctest: +SKIP

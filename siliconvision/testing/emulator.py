@@ -54,10 +54,13 @@ Token rules (deterministic, so tests can assert exact numbers)
     - ``prompt_tokens`` = sum over messages of ``4 + ceil(utf8_bytes(text) / 4)``
       (text = the concatenation of its text parts, or of the string content, plus
       the names and arguments of assistant tool calls), plus each image's
-      :attr:`SeenImage.tokens` (:func:`siliconvision.tokens.estimate_image_tokens`
-      with the request's model, the detail as sent (omitted -> ``"high"``) and
-      ``image_count`` = images in the request), plus ``ceil(utf8_bytes(json(tools))
-      / 4)`` when tools are sent. Video parts cost nothing.
+      :attr:`SeenImage.tokens` (:func:`siliconvision.tokens.estimate_image_tokens`,
+      the model's own image processor rule, with the request's model, the detail as
+      sent (omitted -> ``"high"``) and ``image_count`` = images in the request; 0 for
+      a model without a sourced rule, whose real count is unknown), plus
+      ``ceil(utf8_bytes(json(tools)) / 4)`` when tools are sent. Video parts cost
+      nothing. An image whose size the model's processor refuses (an aspect ratio
+      over 200:1 on Qwen and GLM) gets 400 ``20015``.
     - A *piece* is one streamed delta: content is split into word-like runs
       (``\\s*\\S+``) or into exactly ``reply_chunks`` even pieces (or a script's
       ``chunks``; scripted content shorter than ``reply_chunks`` characters gets one

@@ -144,8 +144,8 @@ def test_bytes_sent_match_what_each_client_should_send(report: dict[str, Any]) -
             assert ours["sent"] == f"{prepared.width}x{prepared.height}"
             assert ours["image_kb"] * 1024 == prepared.byte_size
             assert ours["body_kb"] * 1024 <= len(prepared.url) + 2048
-            if key == "photo_low":
-                assert ours["body_kb"] < raw["body_kb"] / 10
+            if key == "photo_low":  # 1600x1200 sent as 597x448 (aspect kept, 448 rows)
+                assert ours["body_kb"] < raw["body_kb"] / 5
 
 
 def test_concurrency_answered_everything_and_repeated_reports_speedups(

@@ -43,12 +43,12 @@ def test_images_arrive_in_order_downsized_with_explicit_detail(
     result = client.ask([big_red, blue], "Which is warmer?", detail="low")
     seen = emulator.last_request.images  # type: ignore[union-attr]
     assert [(i.width, i.height, i.color_name, i.detail) for i in seen] == [
-        (448, 336, "red", "low"),
+        (597, 448, "red", "low"),
         (64, 64, "blue", "low"),
     ]
     lines = result.content.splitlines()
     assert lines[0] == "I see 2 images."
-    assert lines[1].startswith("Image 1: 448x336 JPEG, detail low")
+    assert lines[1].startswith("Image 1: 597x448 JPEG, detail low")
     assert lines[2].startswith("Image 2: 64x64 PNG, detail low")
     assert lines[3] == 'Text: "Which is warmer?"'
     assert result.usage is not None and result.usage.prompt_tokens >= 2 * 256

@@ -100,10 +100,11 @@ def test_images_are_downsized_to_what_the_model_keeps(
 ) -> None:
     big = make_image((6000, 4000), "red", "JPEG")
     llm.invoke([HumanMessage(content=[image_block(big), image_block(big, detail="low"), "Sizes?"])])
-    # Qwen-VL: high keeps at most 3584*3584 pixels in multiples of 28; low is 448 max.
+    # Qwen-VL: high keeps at most 3584*3584 pixels in multiples of 28; low keeps the
+    # aspect ratio with the shorter side at 448 (whichever way the server makes 448x448).
     assert [(w, h, d) for w, h, _, _, d, _ in seen(emu)] == [
         (4368, 2912, "high"),
-        (448, 299, "low"),
+        (672, 448, "low"),
     ]
 
 
@@ -230,7 +231,7 @@ def test_image_block_shapes() -> None:
     # With a model, the block is downsized now (to what that model keeps for low).
     small = image_block(make_image((4000, 3000)), detail="low", model=QWEN)
     decoded = Image.open(io.BytesIO(base64.b64decode(small["base64"])))  # type: ignore[typeddict-item]
-    assert decoded.size == (448, 336)
+    assert decoded.size == (597, 448)
     with pytest.raises(ValueError, match="detail"):
         image_block(make_image(), detail="medium")  # type: ignore[arg-type]
 
@@ -241,8 +242,8 @@ async def test_async_invoke_sends_the_same_images(
     photo = make_image((1600, 1200), "blue", "JPEG")
     message = HumanMessage(content=[image_block(photo, detail="low"), "?"])
     result = await llm.ainvoke([message])
-    assert seen(emu) == [(448, 336, "JPEG", "blue", "low", "data")]
-    assert "Image 1: 448x336 JPEG, detail low" in result.text
+    assert seen(emu) == [(597, 448, "JPEG", "blue", "low", "data")]
+    assert "Image 1: 597x448 JPEG, detail low" in result.text
 
 
 def test_video_blocks_reach_video_models_only(emu: LocalSiliconCloud) -> None:

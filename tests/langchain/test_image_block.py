@@ -59,7 +59,7 @@ def test_the_block_holds_the_file_and_nothing_is_decoded_until_it_is_sent(
     llm.invoke([message])
     assert len(decodes) == 1 and decodes[0][0] == "JPEG"  # prepared once, when sent
     sent = emu.last_request.images  # type: ignore[union-attr]
-    assert [(i.width, i.height, i.format, i.detail) for i in sent] == [(448, 336, "JPEG", "low")]
+    assert [(i.width, i.height, i.format, i.detail) for i in sent] == [(597, 448, "JPEG", "low")]
     # The same message again (a history re-sent) and a new block for the same file:
     # found in the cache, never decoded again, the same image on the wire.
     hits = DEFAULT_CACHE.hits

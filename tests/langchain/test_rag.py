@@ -66,7 +66,7 @@ def test_loader_captions_each_image_lazily_in_file_order(
     for doc, colour in zip(docs, ["red", "green", "blue", "yellow"], strict=True):
         assert f"({colour})" in doc.page_content
         assert doc.metadata["source"] == doc.metadata["image_path"]
-        assert (doc.metadata["width"], doc.metadata["height"]) == (448, 299)  # as sent
+        assert (doc.metadata["width"], doc.metadata["height"]) == (672, 448)  # as sent
         assert doc.metadata["model"] == QWEN and doc.metadata["byte_size"] > 0
     assert [d.metadata["mime_type"] for d in docs] == [
         "image/png",

@@ -70,7 +70,7 @@ def test_settings_changes_take_effect(llm: SiliconVision, emu: LocalSiliconCloud
     llm.detail = "low"
     llm.chat([message])
     req = emu.last_request
-    assert req is not None and (req.images[0].width, req.images[0].detail) == (448, "low")
+    assert req is not None and (req.images[0].width, req.images[0].detail) == (560, "low")
     copy = llm.model_copy(update={"model": "Qwen/Qwen2.5-VL-7B-Instruct", "detail": "high"})
     copy.chat([message])
     req = emu.last_request

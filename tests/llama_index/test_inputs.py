@@ -65,7 +65,7 @@ def test_image_blocks_bytes_path_url_in_order_with_detail_and_downscaled(
 
     assert _part_types(emu) == ["text", "image_url", "text", "image_url", "image_url", "text"]
     assert _seen(emu) == [
-        (448, 336, "red", "low", "data"),  # downsized to what Qwen keeps for low
+        (597, 448, "red", "low", "data"),  # downsized for low: aspect kept, 448 rows
         (800, 600, "blue", "high", "data"),  # catalog default detail, written explicitly
         (50, 40, "green", "auto", "url"),  # a URL stays a URL: no client-side download
     ]
@@ -149,7 +149,7 @@ def test_fetch_urls_downloads_only_when_asked(make_llm: MakeLLM, emu: LocalSilic
     assert _seen(emu) == [(2000, 1000, "cyan", "low", "url")]
     assert emu.file_requests == []  # the client never fetched it
     make_llm(fetch_urls=True).chat([message])
-    assert _seen(emu) == [(448, 224, "cyan", "low", "data")]  # fetched, then downsized
+    assert _seen(emu) == [(896, 448, "cyan", "low", "data")]  # fetched, then downsized
 
 
 def test_video_block_for_video_models(make_llm: MakeLLM, emu: LocalSiliconCloud) -> None:
@@ -321,8 +321,8 @@ async def test_acomplete_with_image_nodes_and_call_detail(
     url = emu.serve_url("https://images.example.com/b.png", make_image(color="blue"))
     nodes = [ImageNode(image_url=url), ImageNode(image_path=str(path))]
     response = await llm.acomplete("Describe.", image_documents=nodes, detail="low")
-    assert _seen(emu) == [(64, 48, "blue", "low", "url"), (448, 336, "red", "low", "data")]
-    assert "Image 2: 448x336" in response.text
+    assert _seen(emu) == [(64, 48, "blue", "low", "url"), (597, 448, "red", "low", "data")]
+    assert "Image 2: 597x448" in response.text
 
 
 def test_image_documents_positionally_in_multimodal_llm_style(

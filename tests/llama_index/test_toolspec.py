@@ -48,7 +48,7 @@ def test_a_file_inside_the_allowed_dirs_is_sent(
     req = emu.last_request
     assert req is not None
     assert [(i.width, i.height, i.color_name, i.detail, i.source) for i in req.images] == [
-        (448, 336, "red", "low", "data")
+        (597, 448, "red", "low", "data")
     ]
     assert spec.ask_image("red.png", "Again?").startswith("I see 1 image.")  # relative name
 

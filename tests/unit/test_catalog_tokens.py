@@ -88,9 +88,10 @@ def test_register_model_overrides_catalog_entry() -> None:
     try:
         spec = register_model("acme/registered-vl", token_rule=QWEN_RULE, tools=False)
         assert spec.known and get_model_spec("acme/registered-vl") == spec
+        # low: the aspect ratio kept, the shorter side 448 (see siliconvision.catalog)
         assert client_target_size(4000, 3000, model="acme/registered-vl", detail="low") == (
+            597,
             448,
-            336,
         )
         replaced = register_model(ModelSpec(id="acme/registered-vl", video=True))
         assert get_model_spec("acme/registered-vl").video and replaced.video
@@ -116,7 +117,7 @@ def test_qwen_worked_examples(size: tuple[int, int], kept: tuple[int, int], toke
 def test_qwen_low_and_auto_are_256_tokens_at_448(detail: str) -> None:
     assert estimate_image_tokens(4000, 3000, model=QWEN, detail=detail) == 256  # type: ignore[arg-type]
     assert server_image_size(4000, 3000, model=QWEN, detail=detail) == (448, 448)  # type: ignore[arg-type]
-    assert client_target_size(4000, 3000, model=QWEN, detail=detail) == (448, 336)  # type: ignore[arg-type]
+    assert client_target_size(4000, 3000, model=QWEN, detail=detail) == (597, 448)  # type: ignore[arg-type]
 
 
 def test_qwen_high_caps_at_the_pixel_limit_and_never_upscales() -> None:
@@ -129,25 +130,25 @@ def test_qwen_high_caps_at_the_pixel_limit_and_never_upscales() -> None:
 
 
 def test_glm_rule() -> None:
+    # A still image is two temporal frames: per image, half the config's pixel bounds.
     glm = "THUDM/GLM-4.1V-9B-Thinking"
     assert estimate_image_tokens(800, 600, model=glm, detail="low") == 256
     w, h = server_image_size(4000, 3000, model=glm) or (0, 0)
-    assert w * h <= 4_816_894 and w % 28 == 0 and h % 28 == 0
+    assert w * h <= 9_633_792 // 2 and w % 28 == 0 and h % 28 == 0
     assert estimate_image_tokens(4000, 3000, model=glm) == (w // 28) * (h // 28)
-    w, h = server_image_size(50, 50, model=glm) or (0, 0)
-    assert w * h >= 12_544
+    assert server_image_size(50, 50, model=glm) == (84, 84)  # >= 12,544 / 2 pixels
 
 
 def test_deepseek_vl2_rule() -> None:
     ds = "deepseek-ai/deepseek-vl2"
     assert estimate_image_tokens(800, 600, model=ds, detail="low") == 421
     assert estimate_image_tokens(384, 384, model=ds) == 421
-    # 2x2 tiles: (4+1)*196 + (2+1)*14 + 1
+    # w x h tiles: 14*15 + 1 + (14*h)*(14*w + 1) = 211 + 196*w*h + 14*h
     assert server_image_size(768, 768, model=ds) == (768, 768)
-    assert estimate_image_tokens(768, 768, model=ds) == 5 * 196 + 3 * 14 + 1
-    # a wide image: 3 tiles across, 1 down: (3+1)*196 + (3+1)*14 + 1
+    assert estimate_image_tokens(768, 768, model=ds) == 211 + 196 * 4 + 14 * 2
+    # a wide image: 3 tiles across, 1 down (one row separator per row, not column)
     assert server_image_size(1152, 384, model=ds) == (1152, 384)
-    assert estimate_image_tokens(1152, 384, model=ds) == 4 * 196 + 4 * 14 + 1
+    assert estimate_image_tokens(1152, 384, model=ds) == 211 + 196 * 3 + 14 * 1
     # never more than 9 tiles
     w, h = server_image_size(10_000, 10_000, model=ds) or (0, 0)
     assert (w // 384) * (h // 384) <= 9
@@ -157,7 +158,7 @@ def test_deepseek_vl2_rule() -> None:
     assert client_target_size(1152, 1152, model=ds, image_count=2) is None
 
 
-def test_internvl_tiles_guess() -> None:
+def test_internvl_tiles() -> None:
     iv = "OpenGVLab/InternVL2-26B"
     assert estimate_image_tokens(448, 448, model=iv) == 256
     assert estimate_image_tokens(896, 448, model=iv) == 3 * 256  # 2 tiles + thumbnail
@@ -196,3 +197,45 @@ def test_estimate_prompt_tokens_counts_prepared_images_by_their_rule() -> None:
     assert estimate_prompt_tokens(url, model=QWEN) == 4 + 1369  # 1024x1024 assumed
     tools = [{"type": "function", "function": {"name": "f"}}]
     assert estimate_prompt_tokens(prepared, model=QWEN, tools=tools) > text_only + 1369
+
+
+def test_unsourced_models_have_no_estimate_and_are_never_resized() -> None:
+    from siliconvision.tokens import estimate_prompt_tokens
+
+    for model in ("stepfun-ai/step3", "TeleAI/TeleMM", "acme/brand-new-vl"):
+        assert get_model_spec(model).token_rule.kind == "none"
+        assert estimate_image_tokens(4000, 3000, model=model) is None
+        assert server_image_size(4000, 3000, model=model, detail="low") is None
+        assert client_target_size(4000, 3000, model=model, detail="low") is None
+    part = {"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "high"}}
+    messages = [{"role": "user", "content": [part, {"type": "text", "text": "hi"}]}]
+    with pytest.raises(
+        ValueError, match=r"no sourced image token rule for model 'stepfun-ai/step3'"
+    ):
+        estimate_prompt_tokens(messages, model="stepfun-ai/step3")
+    counted = estimate_prompt_tokens(messages, model="stepfun-ai/step3", unknown_image_tokens=500)
+    assert counted == 4 + 1 + 500
+    # no image, no question
+    assert (
+        estimate_prompt_tokens([{"role": "user", "content": "hi"}], model="stepfun-ai/step3") == 5
+    )
+
+
+def test_every_vision_model_cites_its_rule_or_has_none() -> None:
+    for spec in CATALOG.values():
+        rule = spec.token_rule
+        if rule.kind == "none":
+            assert "code (token rule" not in spec.source, spec.id
+            if spec.vision:
+                assert "no sourced image rule" in spec.source, spec.id
+        else:
+            assert spec.vision and spec.source.startswith("code (token rule: "), spec.id
+            assert "@" in spec.source or "transformers 5.24.0" in spec.source, spec.id
+
+
+def test_processor_refusals_are_errors() -> None:
+    with pytest.raises(ValueError, match="aspect ratio"):
+        server_image_size(1, 300, model=QWEN)
+    with pytest.raises(ValueError, match="aspect ratio"):
+        estimate_image_tokens(6000, 20, model="zai-org/GLM-4.6V")
+    assert client_target_size(11990, 60, model=QWEN) is None  # 11984x56 would be refused

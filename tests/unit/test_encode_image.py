@@ -235,7 +235,7 @@ def test_base64_image_is_prepared_as_its_data_uri_and_shares_its_cache_entries(
         Base64Image(b64(photo), "image/jpeg"), model=QWEN, detail="low", cache=cache
     )
     assert len(decodes) == 1 and cache.hits == 1  # found by the text's digest: not decoded
-    assert from_base64.url == from_uri.url and (from_base64.width, from_base64.height) == (448, 336)
+    assert from_base64.url == from_uri.url and (from_base64.width, from_base64.height) == (597, 448)
     assert from_base64.source_label.startswith("<base64 image/jpeg")
     # Sent as it is, the URI is built from the base64 data (whatever MIME was declared).
     small = prepare_image(Base64Image(b64(PNG), "image/jpeg"), cache=None)

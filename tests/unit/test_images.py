@@ -192,7 +192,7 @@ def test_pil_image_opened_from_jpeg_stays_jpeg_and_is_downsized(small_jpeg: byte
     img = Image.open(io.BytesIO(photo_bytes((4000, 3000), quality=75)))
     prepared = prepare_image(img, model=QWEN, detail="low", cache=None)
     assert prepared.mime_type == "image/jpeg"
-    assert (prepared.width, prepared.height) == (448, 336)
+    assert (prepared.width, prepared.height) == (597, 448)
     assert prepared.original_format == "JPEG" and prepared.resized
     assert img.size == (4000, 3000)
 
@@ -523,7 +523,7 @@ def test_palette_with_transparency_keeps_alpha_when_resized() -> None:
     prepared = prepare_image(data, model=QWEN, detail="low", cache=None)
     out = decoded(prepared)
     assert prepared.mime_type == "image/png" and out.mode == "RGBA"
-    assert out.size == (448, 358)
+    assert out.size == (560, 448)  # low: the aspect ratio kept, 448 rows
     assert out.getpixel((10, 10))[3] == 0  # type: ignore[index]
     assert out.getpixel((440, 350)) == (255, 0, 0, 255)
 
@@ -592,10 +592,12 @@ def test_reencoded_output_carries_no_metadata() -> None:
 # --------------------------------------------------------------------------- sizing
 
 
-def test_qwen_low_detail_fits_in_448() -> None:
+def test_qwen_low_detail_keeps_448_on_the_shorter_side() -> None:
+    # Whether the server stretches to 448x448 or fits into it, it finds every row and
+    # column it would have used from the original (see siliconvision.catalog).
     data = photo_bytes((4000, 3000))
     prepared = prepare_image(data, model=QWEN, detail="low", cache=None)
-    assert (prepared.width, prepared.height) == (448, 336)
+    assert (prepared.width, prepared.height) == (597, 448)
     assert prepared.resized and prepared.reencoded and prepared.mime_type == "image/jpeg"
     assert (prepared.original_width, prepared.original_height) == (4000, 3000)
     assert prepared.byte_size < len(data) // 10
@@ -613,13 +615,13 @@ def test_qwen_high_detail_is_the_exact_kept_size() -> None:
 def test_png_is_downsized_as_png() -> None:
     data = photo_bytes((2000, 1000), "PNG")
     prepared = prepare_image(data, model=QWEN, detail="auto", cache=None)
-    assert prepared.mime_type == "image/png" and (prepared.width, prepared.height) == (448, 224)
+    assert prepared.mime_type == "image/png" and (prepared.width, prepared.height) == (896, 448)
 
 
 def test_webp_is_downsized_as_webp() -> None:
     data = encode(photo((2000, 1000)), "WEBP", quality=95)
     prepared = prepare_image(data, model=QWEN, detail="low", cache=None)
-    assert prepared.mime_type == "image/webp" and decoded(prepared).size == (448, 224)
+    assert prepared.mime_type == "image/webp" and decoded(prepared).size == (896, 448)
 
 
 def test_deepseek_vl2_with_three_images_uses_one_tile() -> None:
@@ -676,7 +678,7 @@ def test_model_spec_object_is_accepted() -> None:
     spec = get_model_spec(QWEN)
     data = photo_bytes((4000, 3000), quality=75)
     prepared = prepare_image(data, model=spec, detail="low", cache=None)
-    assert (prepared.width, prepared.height) == (448, 336)
+    assert (prepared.width, prepared.height) == (597, 448)
 
 
 # --------------------------------------------------------------------------- cache
@@ -860,7 +862,7 @@ def test_fetch_urls_downloads_and_encodes(
     prepared = prepare_image(
         f"{base}/big.jpg?sig=1", model=QWEN, detail="low", fetch_urls=True, cache=None
     )
-    assert (prepared.width, prepared.height) == (448, 336) and prepared.resized
+    assert (prepared.width, prepared.height) == (597, 448) and prepared.resized
     assert prepared.source_label == f"{base}/big.jpg?…"
     passthrough = prepare_image(f"{base}/small", model=TELEMM, fetch_urls=True, cache=None)
     assert payload(passthrough) == small
