@@ -63,12 +63,13 @@ from siliconvision.client import (
 )
 from siliconvision.content import Image
 from siliconvision.errors import ContentError
+from siliconvision.guards import DEFAULT_MAX_FILE_BYTES
 from siliconvision.images import Base64Image
 from siliconvision.tokens import estimate_prompt_tokens, estimate_text_tokens
 from siliconvision.wire import ChatResult as CoreChatResult
 from siliconvision.wire import StreamDelta, Usage
 
-from ._client import ClientHolder
+from ._client import ClientHolder, allowed_dirs_list, without_api_key
 
 __all__ = ["ChatSiliconVision"]
 
@@ -569,7 +570,17 @@ class ChatSiliconVision(BaseChatModel):
     streaming: bool = False
     """Stream by default (``invoke`` then streams too, so callbacks get every token)."""
     fetch_urls: bool = False
-    """Download URL images client-side (and downsize them) instead of passing URLs on."""
+    """Download URL images client-side (and downsize them) instead of passing URLs on;
+    always through the SSRF guard (the URL, every redirect hop, every connection)."""
+    allow_private_urls: bool = False
+    """With ``fetch_urls``: allow loopback/private/link-local hosts (trusted URLs only)."""
+    allowed_dirs: list[str] = Field(default_factory=list)
+    """Directories whose files a message ``url`` may name (a local path or ``file:``
+    URL), after resolving symlinks and ``..``; empty (the default): message content
+    never makes the model read a local file. Files you choose yourself go through
+    :func:`~langchain_siliconvision.image_block`, whatever this says."""
+    max_file_bytes: int = Field(default=DEFAULT_MAX_FILE_BYTES, ge=1)
+    """Local files larger than this are refused (checked before reading)."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """More request fields (``min_p``, ``frequency_penalty``, ``seed``, ...), validated."""
     extra_body: dict[str, Any] | None = None
@@ -582,6 +593,20 @@ class ChatSiliconVision(BaseChatModel):
     @classmethod
     def _normalise_base_url(cls, value: str) -> str:
         return resolve_base_url(value)
+
+    @field_validator("allowed_dirs", mode="before")
+    @classmethod
+    def _dirs(cls, value: Any) -> Any:
+        return allowed_dirs_list(value)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        # A pickle never holds the key: an unpickled copy reads it from its environment.
+        return without_api_key(super().__getstate__())
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        if self.api_key is None:
+            object.__setattr__(self, "api_key", _default_api_key())
 
     # ------------------------------------------------------------------ LangChain meta
 
@@ -675,6 +700,9 @@ class ChatSiliconVision(BaseChatModel):
             self.retry_initial_delay,
             self.retry_max_delay,
             self.fetch_urls,
+            self.allow_private_urls,
+            tuple(self.allowed_dirs),
+            self.max_file_bytes,
             headers,
         )
 
@@ -690,6 +718,9 @@ class ChatSiliconVision(BaseChatModel):
             retry_initial_delay=self.retry_initial_delay,
             retry_max_delay=self.retry_max_delay,
             fetch_urls=self.fetch_urls,
+            allow_private_urls=self.allow_private_urls,
+            allowed_dirs=self.allowed_dirs,
+            max_file_bytes=self.max_file_bytes,
             default_headers=self.default_headers,
         )
 

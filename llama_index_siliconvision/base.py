@@ -8,6 +8,7 @@ order, detail, catalog, wire, errors, usage) lives in :mod:`siliconvision`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from llama_index.core.base.llms.types import (
     MessageRole,
     ToolCallBlock,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
@@ -41,6 +42,7 @@ from siliconvision.client import (
     resolve_api_key,
     resolve_base_url,
 )
+from siliconvision.guards import DEFAULT_MAX_FILE_BYTES
 
 from .utils import (
     StreamState,
@@ -179,7 +181,24 @@ class SiliconVision(FunctionCallingLLM):
         description="Longest wait between two attempts (Retry-After included).",
     )
     fetch_urls: bool = Field(
-        default=False, description="Download URL images client-side (else sent as URLs)."
+        default=False,
+        description="Download URL images client-side (else sent as URLs), always through "
+        "the SSRF guard (the URL, every redirect hop, every connection).",
+    )
+    allow_private_urls: bool = Field(
+        default=False,
+        description="With fetch_urls: allow loopback/private/link-local hosts (trusted URLs).",
+    )
+    allowed_dirs: list[str] = Field(
+        default_factory=list,
+        description="Directories whose files an ImageBlock/VideoBlock url (file: URL) may "
+        "name, after resolving symlinks and '..'; empty: none. ImageBlock(path=...) is the "
+        "program's own choice and is read whatever this says.",
+    )
+    max_file_bytes: int = Field(
+        default=DEFAULT_MAX_FILE_BYTES,
+        ge=1,
+        description="Local files larger than this are refused (checked before reading).",
     )
     additional_kwargs: dict[str, Any] = Field(
         default_factory=dict,
@@ -211,6 +230,15 @@ class SiliconVision(FunctionCallingLLM):
             [{"role": "user", "content": "x"}], model=self.model, **self._request_params()
         )
 
+    @field_validator("allowed_dirs", mode="before")
+    @classmethod
+    def _dirs(cls, value: Any) -> Any:
+        if isinstance(value, (str, os.PathLike)):
+            value = [value]
+        if isinstance(value, Sequence):
+            return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+        return value
+
     @classmethod
     def class_name(cls) -> str:
         # "multi" tells LlamaIndex multimodal indexes this LLM takes images (no warning).
@@ -234,6 +262,9 @@ class SiliconVision(FunctionCallingLLM):
             self.retry_initial_delay,
             self.retry_max_delay,
             self.fetch_urls,
+            self.allow_private_urls,
+            tuple(self.allowed_dirs),
+            self.max_file_bytes,
         )
         if self._client is None or self._client_config != config:
             self._client = SiliconVisionClient(
@@ -247,6 +278,9 @@ class SiliconVision(FunctionCallingLLM):
                 retry_initial_delay=self.retry_initial_delay,
                 retry_max_delay=self.retry_max_delay,
                 fetch_urls=self.fetch_urls,
+                allow_private_urls=self.allow_private_urls,
+                allowed_dirs=self.allowed_dirs,
+                max_file_bytes=self.max_file_bytes,
                 http_client=self._http_client,
                 http_async_client=self._http_async_client,
             )

@@ -3,8 +3,11 @@
 An agent's model chooses the ``image`` argument, so it is untrusted input: it goes
 through :func:`siliconvision.guards.check_image_argument` (local files only inside
 ``allowed_dirs``; only public http(s) URLs unless ``allow_private_urls``) before
-anything is read or sent. A refused or unusable image comes back as readable tool
-output (``"Cannot answer: ..."``), so the agent can correct itself instead of dying.
+anything is read or sent; with an LLM that has ``fetch_urls=True``, the URL is fetched
+here through the core's SSRF guard (:func:`siliconvision.guards.fetch_url`: the URL,
+every redirect hop and every connection), exactly as the LangChain tool does. A
+refused or unusable image comes back as readable tool output (``"Cannot answer: ..."``),
+so the agent can correct itself instead of dying.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from siliconvision.guards import (
     GuardError,
     Resolver,
     check_image_argument,
+    fetch_url,
 )
 
 from .base import SiliconVision
@@ -52,7 +56,11 @@ class SiliconVisionToolSpec(BaseToolSpec):
     ``image`` is an http(s) URL or a local path; local files are read only inside
     ``allowed_dirs`` (none by default), and URLs to loopback, private, link-local or
     metadata addresses are refused unless ``allow_private_urls=True``. ``resolver``
-    (host, port) -> addresses replaces DNS for the URL check (tests, custom DNS).
+    (host, port) -> addresses replaces DNS for the URL check (tests, custom DNS). When
+    ``llm.fetch_urls`` is set, the tool fetches the image itself through the guard
+    (every redirect hop checked with this tool's settings) and sends the bytes; the
+    LLM never fetches an agent's URL. Downloads and local files above
+    ``max_file_bytes`` are refused.
 
     Example:
         >>> from llama_index.core.agent.workflow import FunctionAgent
@@ -97,11 +105,22 @@ class SiliconVisionToolSpec(BaseToolSpec):
             max_bytes=self.max_file_bytes,
         )
 
+    def _source(self, checked: str | AllowedFile) -> Any:
+        if isinstance(checked, AllowedFile):
+            return checked.data
+        if not self.llm.fetch_urls:
+            return checked  # SiliconCloud fetches it
+        return fetch_url(
+            checked,
+            allow_private=self.allow_private_urls,
+            resolver=self.resolver,
+            max_bytes=self.max_file_bytes,
+        )
+
     def _messages(self, checked: str | AllowedFile, question: Any) -> list[dict[str, Any]]:
         if not isinstance(question, str) or not question.strip():
             raise ContentError("question must be a non-empty string")
-        source: Any = checked.data if isinstance(checked, AllowedFile) else checked
-        return self.client.ask_messages([source], question)
+        return self.client.ask_messages([self._source(checked)], question)
 
     def _options(self) -> dict[str, Any]:
         # The LLM's settings (sampling, thinking, extra_body), with this tool's model/detail.
@@ -131,7 +150,7 @@ class SiliconVisionToolSpec(BaseToolSpec):
             question: what to find out about the image.
         """
         try:
-            # The checks may read a file and resolve a host name: keep them off the loop.
+            # The checks may read a file, resolve a host or fetch a URL: off the loop.
             checked = await asyncio.to_thread(self._checked, image)
             messages = await asyncio.to_thread(self._messages, checked, question)
             result = await self.client.achat(messages, **self._options())

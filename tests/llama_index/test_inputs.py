@@ -148,7 +148,11 @@ def test_fetch_urls_downloads_only_when_asked(make_llm: MakeLLM, emu: LocalSilic
     make_llm().chat([message])
     assert _seen(emu) == [(2000, 1000, "cyan", "low", "url")]
     assert emu.file_requests == []  # the client never fetched it
-    make_llm(fetch_urls=True).chat([message])
+    sent = len(emu.requests)
+    with pytest.raises(ImageInputError, match="loopback"):  # the SSRF guard: 127.0.0.1
+        make_llm(fetch_urls=True).chat([message])
+    assert emu.file_requests == [] and len(emu.requests) == sent
+    make_llm(fetch_urls=True, allow_private_urls=True).chat([message])
     assert _seen(emu) == [(448, 224, "cyan", "low", "data")]  # fetched, then downsized
 
 

@@ -517,7 +517,9 @@ async def test_hostile_images_are_refused_before_any_request_everywhere(
         path = image_dir / name
         for kind, tool in (("langchain", lc_tool), ("llama_index", li_tool)):
             message = await _ask(kind, tool, name, "async")
-            if not re.search(reason, message) or "image" not in message:
+            # (an empty file is refused by the file policy before it is opened)
+            named = "image" in message or "refused path" in message
+            if not re.search(reason, message) or not named:
                 problems.append(f"{kind} tool, {name}: {message!r}")
         attempts = [
             (
