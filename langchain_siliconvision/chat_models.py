@@ -514,13 +514,19 @@ class ChatSiliconVision(BaseChatModel):
     ``stop``), thinking (``enable_thinking``, ``thinking_budget``), ``timeout``,
     ``max_retries`` and its backoff (``retry_initial_delay``, ``retry_max_delay``),
     ``streaming``, ``model_kwargs`` (more request fields, validated)
-    and ``extra_body`` (sent as is).
+    and ``extra_body`` (sent as is); local files and URLs: ``allowed_dirs``,
+    ``max_file_bytes``, ``fetch_urls`` and ``allow_private_urls``.
 
     Images may be written in any form: OpenAI ``image_url`` dicts (with ``detail``),
     standard ``{"type": "image", "url" | "base64"}`` blocks (``detail`` in
     ``extras``), the older ``source_type`` form, and local files, bytes or PIL images
     through :func:`~langchain_siliconvision.image_block`. Images returned by tools
     (``ToolMessage``) reach the model too.
+
+    Message content is untrusted: a block's ``url`` is sent as it is when it is an
+    http(s) URL or a ``data:`` URI, and a local path or ``file:`` URL there is read only
+    inside ``allowed_dirs`` (none by default: it raises ``ImageInputError``). Files the
+    program chooses go through :func:`~langchain_siliconvision.image_block`.
 
     Example:
         >>> from langchain_core.messages import HumanMessage

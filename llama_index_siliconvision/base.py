@@ -118,7 +118,11 @@ class SiliconVision(FunctionCallingLLM):
     ``ChatMessage(blocks=[...])`` takes ``TextBlock``, ``ImageBlock`` (bytes, path or
     URL; its ``detail`` wins over the instance's) and ``VideoBlock`` (video models);
     ``complete(prompt, image_documents=[...])`` takes ``ImageDocument``, ``ImageNode``,
-    ``ImageBlock``, paths and URLs, in retrieval order. Reasoning arrives as
+    ``ImageBlock``, paths and URLs, in retrieval order. ``ImageBlock(path=...)`` is the
+    program's own choice and is read; a block's ``url`` (and a node's ``image_url``) is
+    message content: a ``file:`` URL there is read only inside ``allowed_dirs`` (none by
+    default). Files read are regular files of at most ``max_file_bytes``; with
+    ``fetch_urls=True`` URLs are fetched through the SSRF guard. Reasoning arrives as
     ``ThinkingBlock`` (streamed as ``additional_kwargs["thinking_delta"]``); token
     counts are in ``additional_kwargs`` (correct totals, also when streaming).
 

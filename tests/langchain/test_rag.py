@@ -202,3 +202,18 @@ async def test_embeddings_and_retrieval_offline(emu: LocalSiliconCloud) -> None:
     (best,) = await store.asimilarity_search("red circle", k=1)
     assert best.page_content == "a red circle on white"
     assert embeddings.embed_query("x") == (await embeddings.aembed_query("x"))
+
+
+def test_content_from_documents_leaves_non_web_image_urls_to_the_policy(
+    llm: ChatSiliconVision, emu: LocalSiliconCloud, gallery: Path
+) -> None:
+    """image_path is the program's (the loader wrote it); a file: image_url is message
+    content, read only inside the chat model's allowed_dirs."""
+    url = (gallery / "a_red.png").as_uri()
+    blocks = content_from_documents([Document("red", metadata={"image_url": url})], "?")
+    assert blocks[0] == {"type": "image", "url": url}
+    with pytest.raises(ImageInputError, match="is a file: URL"):
+        llm.invoke([HumanMessage(content=blocks)])
+    assert emu.requests == []
+    opted = ChatSiliconVision(**emulator_params(model=QWEN, allowed_dirs=[gallery]))
+    assert "(red)" in opted.invoke([HumanMessage(content=blocks)]).text
