@@ -8,13 +8,31 @@ async SDK client per running loop and closes it when that loop shuts down.
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from siliconvision.client import SiliconVisionClient
 
-__all__ = ["ClientHolder"]
+__all__ = ["ClientHolder", "allowed_dirs_list", "without_api_key"]
+
+
+def allowed_dirs_list(value: Any) -> Any:
+    """``allowed_dirs`` as a list of path strings (one path may be given alone)."""
+    if isinstance(value, (str, os.PathLike)):
+        value = [value]
+    if isinstance(value, Sequence):
+        return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+    return value
+
+
+def without_api_key(state: dict[Any, Any]) -> dict[Any, Any]:
+    """A pydantic model's pickle state with its ``api_key`` field set to ``None``."""
+    fields = dict(state.get("__dict__") or {})
+    if "api_key" in fields:
+        fields["api_key"] = None
+    return {**state, "__dict__": fields}
 
 
 class ClientHolder:

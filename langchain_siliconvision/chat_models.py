@@ -74,6 +74,7 @@ from siliconvision.client import (
 )
 from siliconvision.content import Image
 from siliconvision.errors import ContentError
+from siliconvision.guards import DEFAULT_MAX_FILE_BYTES
 from siliconvision.images import Base64Image
 from siliconvision.tokens import estimate_prompt_tokens, estimate_text_tokens
 from siliconvision.wire import ChatResult as CoreChatResult
@@ -84,7 +85,7 @@ from siliconvision.wire import (
     undocumented_field_error,
 )
 
-from ._client import ClientHolder
+from ._client import ClientHolder, allowed_dirs_list, without_api_key
 
 __all__ = ["ChatSiliconVision"]
 
@@ -653,7 +654,8 @@ class ChatSiliconVision(BaseChatModel):
     ``httpx.Timeout``), ``max_retries`` and its backoff (``retry_initial_delay``,
     ``retry_max_delay``), ``streaming``, ``stream_usage``, ``default_headers``,
     ``http_client``/``http_async_client``, ``model_kwargs`` (more request fields,
-    validated) and ``extra_body`` (sent as is).
+    validated) and ``extra_body`` (sent as is); local files and URLs:
+    ``allowed_dirs``, ``max_file_bytes``, ``fetch_urls`` and ``allow_private_urls``.
 
     ``ChatOpenAI``'s names work too (``model_name``, ``openai_api_key``,
     ``openai_api_base``, ``request_timeout``, ``max_completion_tokens``,
@@ -667,6 +669,11 @@ class ChatSiliconVision(BaseChatModel):
     ``extras``), the older ``source_type`` form, and local files, bytes or PIL images
     through :func:`~langchain_siliconvision.image_block`. Images returned by tools
     (``ToolMessage``) reach the model too.
+
+    Message content is untrusted: a block's ``url`` is sent as it is when it is an
+    http(s) URL or a ``data:`` URI, and a local path or ``file:`` URL there is read only
+    inside ``allowed_dirs`` (none by default: it raises ``ImageInputError``). Files the
+    program chooses go through :func:`~langchain_siliconvision.image_block`.
 
     Example:
         >>> from langchain_core.messages import HumanMessage
@@ -726,7 +733,17 @@ class ChatSiliconVision(BaseChatModel):
     """Token usage on streamed chunks (SiliconCloud always sends it); ``False`` leaves it
     out of the chunks' ``usage_metadata``."""
     fetch_urls: bool = False
-    """Download URL images client-side (and downsize them) instead of passing URLs on."""
+    """Download URL images client-side (and downsize them) instead of passing URLs on;
+    always through the SSRF guard (the URL, every redirect hop, every connection)."""
+    allow_private_urls: bool = False
+    """With ``fetch_urls``: allow loopback/private/link-local hosts (trusted URLs only)."""
+    allowed_dirs: list[str] = Field(default_factory=list)
+    """Directories whose files a message ``url`` may name (a local path or ``file:``
+    URL), after resolving symlinks and ``..``; empty (the default): message content
+    never makes the model read a local file. Files you choose yourself go through
+    :func:`~langchain_siliconvision.image_block`, whatever this says."""
+    max_file_bytes: int = Field(default=DEFAULT_MAX_FILE_BYTES, ge=1)
+    """Local files larger than this are refused (checked before reading)."""
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """More request fields (``min_p``, ...), checked against what SiliconCloud documents."""
     extra_body: dict[str, Any] | None = None
@@ -779,6 +796,20 @@ class ChatSiliconVision(BaseChatModel):
             if shared is not None:
                 memo[id(shared)] = shared
         return super().__deepcopy__(memo)
+
+    @field_validator("allowed_dirs", mode="before")
+    @classmethod
+    def _dirs(cls, value: Any) -> Any:
+        return allowed_dirs_list(value)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        # A pickle never holds the key: an unpickled copy reads it from its environment.
+        return without_api_key(super().__getstate__())
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        if self.api_key is None:
+            object.__setattr__(self, "api_key", _default_api_key())
 
     # ------------------------------------------------------------------ LangChain meta
 
@@ -872,6 +903,9 @@ class ChatSiliconVision(BaseChatModel):
             "retry_initial_delay": self.retry_initial_delay,
             "retry_max_delay": self.retry_max_delay,
             "fetch_urls": self.fetch_urls,
+            "allow_private_urls": self.allow_private_urls,
+            "allowed_dirs": tuple(self.allowed_dirs),
+            "max_file_bytes": self.max_file_bytes,
             "default_headers": self.default_headers,
             "http_client": self.http_client,
             "http_async_client": self.http_async_client,

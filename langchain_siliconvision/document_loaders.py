@@ -1,13 +1,17 @@
 """``SiliconVisionCaptionLoader``: image files as captioned ``Document``s for RAG.
 
 Built on :func:`siliconvision.captions.caption_images`: bounded concurrency,
-retries of rate limits and server errors, one failed image never stops the batch.
+retries of rate limits and server errors, one failed image never stops the batch,
+and no good caption is ever thrown away: by default a batch with failures returns
+its good documents and warns (:class:`~siliconvision.errors.CaptionFailureWarning`);
+with ``on_error="raise"`` the error carries them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +32,7 @@ from siliconvision.captions import (
 )
 from siliconvision.catalog import Detail
 from siliconvision.client import DEFAULT_MODEL, SiliconVisionClient
-from siliconvision.errors import SiliconVisionError
+from siliconvision.errors import CaptionFailureWarning, SiliconVisionError, describe_failures
 from siliconvision.wire import ChatResult as CoreChatResult
 
 from .chat_models import PROVIDER, ChatSiliconVision, _chat_result
@@ -41,23 +45,27 @@ OnError = Literal["raise", "warn", "include"]
 
 
 class CaptionLoadError(SiliconVisionError):
-    """Some images could not be captioned; ``failed`` holds their records.
+    r"""Some images could not be captioned (``on_error="raise"``): ``failed`` holds their
+    records, ``documents`` the ``Document``\ s of every image that was captioned (in
+    file order), so nothing already paid for is lost.
 
     Raised by :class:`SiliconVisionCaptionLoader` with ``on_error="raise"`` after every
-    image was tried and every good ``Document`` was yielded.
+    image was tried (``lazy_load`` has yielded every good ``Document`` by then).
 
     Example:
+        >>> loader = SiliconVisionCaptionLoader(["photos/"], on_error="raise")
         >>> try:
-        ...     docs = SiliconVisionCaptionLoader(["photos/"]).load()  # doctest: +SKIP
+        ...     docs = loader.load()  # doctest: +SKIP
         ... except CaptionLoadError as exc:  # doctest: +SKIP
+        ...     docs = exc.documents
         ...     print([record.path for record in exc.failed])
     """
 
-    def __init__(self, failed: Sequence[CaptionRecord]) -> None:
+    def __init__(self, failed: Sequence[CaptionRecord], documents: Sequence[Document] = ()) -> None:
         self.failed = list(failed)
-        lines = "; ".join(f"{r.path}: {r.error}" for r in self.failed[:10])
-        more = f" (and {len(self.failed) - 10} more)" if len(self.failed) > 10 else ""
-        super().__init__(f"{len(self.failed)} image(s) could not be captioned: {lines}{more}")
+        self.documents = list(documents)
+        total = len(self.failed) + len(self.documents)
+        super().__init__(describe_failures(self.failed, total))
 
 
 def _document(record: CaptionRecord) -> Document:
@@ -123,10 +131,21 @@ class SiliconVisionCaptionLoader(BaseLoader):
     (``UsageMetadataCallbackHandler``) and tracing see every image's cost.
 
     ``on_error`` decides what a failed image (unreadable, not an image, API error
-    after ``max_attempts``) becomes: ``"raise"`` (default) yields every good document
-    and then raises :class:`CaptionLoadError` naming each failure; ``"warn"`` logs a
-    warning and skips it; ``"include"`` yields a document with empty ``page_content``
-    and ``metadata["error"]``.
+    after ``max_attempts``) becomes:
+
+    - ``"warn"`` (default): it is left out, each failure is logged, and once the batch
+      is done a :class:`~siliconvision.errors.CaptionFailureWarning` says how many
+      failed: ``load()`` returns every good document;
+    - ``"raise"``: every good document is yielded, then :class:`CaptionLoadError`
+      names each failure and carries the good documents (``exc.documents``);
+    - ``"include"``: a document with empty ``page_content`` and ``metadata["error"]``.
+
+    Either way, :attr:`failed` holds the failed records of the last run (the images
+    to run again).
+
+    Files are the program's choice: each is read under the core file policy (a
+    regular file of at most the client's ``max_file_bytes``; no FIFOs, devices,
+    ``/proc``).
 
     Example:
         >>> from langchain_siliconvision import SiliconVisionCaptionLoader
@@ -149,7 +168,7 @@ class SiliconVisionCaptionLoader(BaseLoader):
         concurrency: int = 4,
         max_attempts: int = 3,
         recursive: bool = True,
-        on_error: OnError = "raise",
+        on_error: OnError = "warn",
         callbacks: Callbacks = None,
     ) -> None:
         if llm is not None and client is not None:
@@ -172,6 +191,21 @@ class SiliconVisionCaptionLoader(BaseLoader):
         self.recursive = recursive
         self.on_error: OnError = on_error
         self.callbacks = callbacks
+        self.failed: list[CaptionRecord] = []
+        self._own_client = False
+
+    def __getstate__(self) -> dict[str, object]:
+        # Never the key: an unpickled loader reads it from its environment. A client it
+        # built itself is rebuilt; one it was given refuses to be pickled (it holds the key).
+        state = dict(self.__dict__)
+        state["api_key"] = None
+        if state.pop("_own_client", False):
+            state["_client"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._own_client = False
 
     def _sync_client(self) -> SiliconVisionClient:
         if self._client is not None:
@@ -181,6 +215,7 @@ class SiliconVisionCaptionLoader(BaseLoader):
         self._client = SiliconVisionClient(
             api_key=self.api_key, base_url=self.base_url, model=self.model or DEFAULT_MODEL
         )
+        self._own_client = True
         return self._client
 
     async def _async_client(self) -> SiliconVisionClient:
@@ -254,23 +289,38 @@ class SiliconVisionCaptionLoader(BaseLoader):
         await run.on_llm_end(_llm_result(result, options["model"]))
         return result
 
-    def _emit(self, record: CaptionRecord, failed: list[CaptionRecord]) -> Document | None:
+    def _emit(self, record: CaptionRecord, done: list[Document]) -> Document | None:
         if record.ok:
-            return _document(record)
+            document = _document(record)
+            done.append(document)
+            return document
+        self.failed.append(record)
         if self.on_error == "include":
             return _document(record)
-        if self.on_error == "warn":
-            logger.warning("could not caption %s: %s", record.path, record.error)
-        else:
-            failed.append(record)
+        logger.warning("could not caption %s: %s", record.path, record.error)
         return None
+
+    def _finish(self, done: list[Document]) -> None:
+        if not self.failed or self.on_error == "include":
+            return
+        if self.on_error == "raise":
+            raise CaptionLoadError(self.failed, done)
+        total = len(self.failed) + len(done)
+        warnings.warn(
+            CaptionFailureWarning(
+                f"{describe_failures(self.failed, total)}; the {len(done)} good document(s) "
+                "are returned, and loader.failed names the images to run again"
+            ),
+            stacklevel=3,
+        )
 
     def lazy_load(self) -> Iterator[Document]:
         """Caption the images, yielding each ``Document`` as soon as it is ready in order."""
         files = iter_image_files(self.paths, recursive=self.recursive)
         client = self._sync_client()
         order = _InOrder(files)
-        failed: list[CaptionRecord] = []
+        self.failed = []
+        done: list[Document] = []
         records = caption_images(
             client,
             files,
@@ -283,18 +333,18 @@ class SiliconVisionCaptionLoader(BaseLoader):
         )
         for record in records:
             for ready in order.add(record):
-                document = self._emit(ready, failed)
+                document = self._emit(ready, done)
                 if document is not None:
                     yield document
-        if failed:
-            raise CaptionLoadError(failed)
+        self._finish(done)
 
     async def alazy_load(self) -> AsyncIterator[Document]:
         """Async :meth:`lazy_load` (uses the client's async API)."""
         files = iter_image_files(self.paths, recursive=self.recursive)
         client = await self._async_client()
         order = _InOrder(files)
-        failed: list[CaptionRecord] = []
+        self.failed = []
+        done: list[Document] = []
         records = acaption_images(
             client,
             files,
@@ -307,8 +357,7 @@ class SiliconVisionCaptionLoader(BaseLoader):
         )
         async for record in records:
             for ready in order.add(record):
-                document = self._emit(ready, failed)
+                document = self._emit(ready, done)
                 if document is not None:
                     yield document
-        if failed:
-            raise CaptionLoadError(failed)
+        self._finish(done)

@@ -16,7 +16,7 @@ from siliconvision.client import (
     resolve_base_url,
 )
 
-from ._client import ClientHolder
+from ._client import ClientHolder, without_api_key
 
 __all__ = ["SiliconVisionEmbeddings"]
 
@@ -57,6 +57,15 @@ class SiliconVisionEmbeddings(BaseModel, Embeddings):
     @classmethod
     def _normalise_base_url(cls, value: str) -> str:
         return resolve_base_url(value)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        # A pickle never holds the key: an unpickled copy reads it from its environment.
+        return without_api_key(super().__getstate__())
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        if self.api_key is None:
+            object.__setattr__(self, "api_key", _default_api_key())
 
     def _key(self) -> tuple[Any, ...]:
         return (

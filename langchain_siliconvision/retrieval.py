@@ -11,6 +11,7 @@ from langchain_core.documents import Document
 
 from siliconvision.catalog import Detail
 from siliconvision.errors import ContentError
+from siliconvision.images import is_data_uri, is_image_url
 
 from ._images import image_block
 
@@ -24,7 +25,15 @@ def _image_from_document(document: Document, detail: Detail | None, where: str) 
     if metadata.get("image_path"):
         return image_block(str(metadata["image_path"]), detail=chosen)
     if metadata.get("image_url"):
-        return image_block(str(metadata["image_url"]), detail=chosen)
+        url = str(metadata["image_url"])
+        if is_image_url(url) or is_data_uri(url):
+            return image_block(url, detail=chosen)
+        # Not a web URL (a file: URL, a path): message content, for the chat model's
+        # policy to decide (a local file only inside its allowed_dirs).
+        url_block: dict[str, Any] = {"type": "image", "url": url}
+        if chosen is not None:
+            url_block["extras"] = {"detail": chosen}
+        return url_block
     data = metadata.get("image_base64")
     if not isinstance(data, str) or not data:
         return None
@@ -52,7 +61,10 @@ def content_from_documents(
     A document carrying an image (metadata ``image_path``, ``image_url``, or
     ``image_base64`` with ``mime_type``; checked in that order) becomes a standard
     image block (``detail``: the document's ``metadata["detail"]``, else ``detail``);
-    any other document becomes a text block of its ``page_content``. Models that want
+    any other document becomes a text block of its ``page_content``. An ``image_path``
+    is the program's own choice (the loader wrote it) and is read here; an
+    ``image_url`` that is not http(s) or ``data:`` is left as a ``url`` block, which the
+    chat model reads only inside its ``allowed_dirs``. Models that want
     images before text (InternVL) get them reordered by
     :class:`~langchain_siliconvision.ChatSiliconVision` (``image_order="auto"``).
     A missing or unreadable image file raises

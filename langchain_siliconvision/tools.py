@@ -3,8 +3,9 @@
 An agent's model chooses the tool's arguments, so they are untrusted: the image is
 checked by :mod:`siliconvision.guards` before anything is read or sent (local files
 only inside ``allowed_dirs``; http(s) URLs only to public addresses unless
-``allow_private_urls=True``). A refused or unreadable image comes back to the agent
-as a readable tool error, never as a crash.
+``allow_private_urls=True``; an ``llm`` with ``fetch_urls=True`` has the URL fetched
+through the same guard, on every redirect hop). A refused or unreadable image comes
+back to the agent as a readable tool error, never as a crash.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackMan
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, ToolException
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from siliconvision.catalog import Detail
 from siliconvision.errors import ContentError, ImageInputError
@@ -29,6 +30,7 @@ from siliconvision.guards import (
     GuardError,
     Resolver,
     check_image_argument,
+    fetch_url,
 )
 
 from ._images import image_block
@@ -69,11 +71,12 @@ class SiliconVisionTool(BaseTool):
     Arguments chosen by the agent: ``image`` (a local path, allowed only inside
     ``allowed_dirs``; or an http(s) URL, refused when it points to a loopback,
     private, link-local or metadata address unless ``allow_private_urls=True``) and
-    ``question``. URLs are passed to SiliconCloud, which fetches them. (An ``llm``
-    with ``fetch_urls=True`` would fetch them here and follow redirects the guard
-    never saw, so the tool passes URLs on even then, unless
-    ``allow_private_urls=True``.) Refusals and bad images are returned to the agent
-    as tool errors it can read (``handle_tool_error=True``).
+    ``question``. URLs are passed to SiliconCloud, which fetches them; when ``llm``
+    has ``fetch_urls=True``, the tool fetches the image itself through the core's
+    SSRF guard (:func:`siliconvision.guards.fetch_url`: the URL, every redirect hop
+    and every connection are checked with this tool's ``allow_private_urls`` and
+    ``resolver``), and sends the bytes. Refusals and bad images are returned to the
+    agent as tool errors it can read (``handle_tool_error=True``).
 
     Example:
         >>> from langchain.agents import create_agent
@@ -101,12 +104,10 @@ class SiliconVisionTool(BaseTool):
     detail: Detail | None = None
     """Image detail for this tool's requests (default: the llm's)."""
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
-    """Local files larger than this are refused."""
+    """Local files (and, with a fetching ``llm``, downloads) larger than this are refused."""
     resolver: Resolver | None = Field(default=None, exclude=True)
     """``resolver(host, port)`` -> addresses, replacing DNS for the URL check (tests,
     custom DNS); as in :class:`llama_index_siliconvision.SiliconVisionToolSpec`."""
-
-    _url_llm: ChatSiliconVision | None = PrivateAttr(default=None)
 
     @field_validator("allowed_dirs", mode="before")
     @classmethod
@@ -127,19 +128,29 @@ class SiliconVisionTool(BaseTool):
         except GuardError as exc:
             raise ToolException(str(exc)) from None
 
-    def _llm_for(self, checked: str | AllowedFile) -> ChatSiliconVision:
-        """The model to ask: never one that fetches an untrusted URL client-side."""
-        if not isinstance(checked, str) or not self.llm.fetch_urls or self.allow_private_urls:
-            return self.llm
-        if self._url_llm is None:
-            self._url_llm = self.llm.model_copy(update={"fetch_urls": False}, deep=True)
-        return self._url_llm
+    def _source(self, checked: str | AllowedFile) -> Any:
+        """What to send: the file's bytes, the URL, or (``llm.fetch_urls``) the URL's
+        bytes fetched here through the guard (never by the model, which would check
+        redirects without this tool's resolver)."""
+        if isinstance(checked, AllowedFile):
+            return checked.data
+        if not self.llm.fetch_urls:
+            return checked
+        try:
+            return fetch_url(
+                checked,
+                allow_private=self.allow_private_urls,
+                resolver=self.resolver,
+                max_bytes=self.max_file_bytes,
+            )
+        except ImageInputError as exc:
+            raise ToolException(_image_error(checked, exc)) from None
 
     def _messages(self, checked: str | AllowedFile, question: str) -> list[BaseMessage]:
         if not isinstance(question, str) or not question.strip():
             raise ToolException("question must be a non-empty string")
+        source = self._source(checked)
         try:
-            source: Any = checked if isinstance(checked, str) else checked.data
             block = image_block(source, detail=self.detail)
         except ImageInputError as exc:
             raise ToolException(_image_error(checked, exc)) from None
@@ -155,7 +166,7 @@ class SiliconVisionTool(BaseTool):
         messages = self._messages(checked, question)
         config = RunnableConfig(callbacks=run_manager.get_child()) if run_manager else None
         try:
-            return self._llm_for(checked).invoke(messages, config=config).text
+            return self.llm.invoke(messages, config=config).text
         except _model_refusals() as exc:
             raise ToolException(f"the vision model could not use this image: {exc}") from None
 
@@ -165,16 +176,16 @@ class SiliconVisionTool(BaseTool):
         question: str,
         run_manager: AsyncCallbackManagerForToolRun | None = None,
     ) -> str:
-        # Checks may resolve a host name and read a file: keep them off the event loop.
+        # Checks may resolve a host name, read a file or fetch a URL: off the event loop.
         checked = await asyncio.to_thread(self._check, image)
         messages = await asyncio.to_thread(self._messages, checked, question)
         config = RunnableConfig(callbacks=run_manager.get_child()) if run_manager else None
         try:
-            return (await self._llm_for(checked).ainvoke(messages, config=config)).text
+            return (await self.llm.ainvoke(messages, config=config)).text
         except _model_refusals() as exc:
             raise ToolException(f"the vision model could not use this image: {exc}") from None
 
 
 def _image_error(checked: str | AllowedFile, exc: ImageInputError) -> str:
-    where = checked if isinstance(checked, str) else str(checked.path)
+    where = exc.source if isinstance(checked, str) else str(checked.path)
     return f"cannot use image {where}: {exc.reason}"

@@ -8,6 +8,7 @@ order, detail, catalog, wire, errors, usage) lives in :mod:`siliconvision`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from llama_index.core.base.llms.types import (
     MessageRole,
     ToolCallBlock,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
@@ -43,6 +44,7 @@ from siliconvision.client import (
     resolve_api_key,
     resolve_base_url,
 )
+from siliconvision.guards import DEFAULT_MAX_FILE_BYTES
 from siliconvision.wire import ChatResult, ParameterError
 
 from .utils import (
@@ -139,7 +141,11 @@ class SiliconVision(FunctionCallingLLM):
     ``ChatMessage(blocks=[...])`` takes ``TextBlock``, ``ImageBlock`` (bytes, path or
     URL; its ``detail`` wins over the instance's) and ``VideoBlock`` (video models);
     ``complete(prompt, image_documents=[...])`` takes ``ImageDocument``, ``ImageNode``,
-    ``ImageBlock``, paths and URLs, in retrieval order. Reasoning arrives as
+    ``ImageBlock``, paths and URLs, in retrieval order. ``ImageBlock(path=...)`` is the
+    program's own choice and is read; a block's ``url`` (and a node's ``image_url``) is
+    message content: a ``file:`` URL there is read only inside ``allowed_dirs`` (none by
+    default). Files read are regular files of at most ``max_file_bytes``; with
+    ``fetch_urls=True`` URLs are fetched through the SSRF guard. Reasoning arrives as
     ``ThinkingBlock`` (streamed as ``additional_kwargs["thinking_delta"]``); token
     counts are in ``additional_kwargs`` (correct totals, also when streaming).
 
@@ -212,7 +218,24 @@ class SiliconVision(FunctionCallingLLM):
         description="Longest wait between two attempts (Retry-After included).",
     )
     fetch_urls: bool = Field(
-        default=False, description="Download URL images client-side (else sent as URLs)."
+        default=False,
+        description="Download URL images client-side (else sent as URLs), always through "
+        "the SSRF guard (the URL, every redirect hop, every connection).",
+    )
+    allow_private_urls: bool = Field(
+        default=False,
+        description="With fetch_urls: allow loopback/private/link-local hosts (trusted URLs).",
+    )
+    allowed_dirs: list[str] = Field(
+        default_factory=list,
+        description="Directories whose files an ImageBlock/VideoBlock url (file: URL) may "
+        "name, after resolving symlinks and '..'; empty: none. ImageBlock(path=...) is the "
+        "program's own choice and is read whatever this says.",
+    )
+    max_file_bytes: int = Field(
+        default=DEFAULT_MAX_FILE_BYTES,
+        ge=1,
+        description="Local files larger than this are refused (checked before reading).",
     )
     additional_kwargs: dict[str, Any] = Field(
         default_factory=dict,
@@ -264,6 +287,15 @@ class SiliconVision(FunctionCallingLLM):
         # Fail at construction, with the core's rules, on a bad model/setting.
         self.client.build_request([{"role": "user", "content": "x"}], **self._options({}))
 
+    @field_validator("allowed_dirs", mode="before")
+    @classmethod
+    def _dirs(cls, value: Any) -> Any:
+        if isinstance(value, (str, os.PathLike)):
+            value = [value]
+        if isinstance(value, Sequence):
+            return [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
+        return value
+
     @classmethod
     def class_name(cls) -> str:
         # "multi" tells LlamaIndex multimodal indexes this LLM takes images (no warning).
@@ -304,6 +336,9 @@ class SiliconVision(FunctionCallingLLM):
             "retry_initial_delay": self.retry_initial_delay,
             "retry_max_delay": self.retry_max_delay,
             "fetch_urls": self.fetch_urls,
+            "allow_private_urls": self.allow_private_urls,
+            "allowed_dirs": tuple(self.allowed_dirs),
+            "max_file_bytes": self.max_file_bytes,
             "default_headers": self.default_headers,
             "http_client": self._http_client,
             "http_async_client": self._http_async_client,

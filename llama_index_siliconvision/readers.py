@@ -6,16 +6,21 @@ text is the caption and whose ``image_path`` points at the file, so a
 ``VectorStoreIndex`` over them retrieves ``ImageNode``s that a vision LLM can look
 at again (``RetrieverQueryEngine.from_args(..., multimodal=True)``).
 
-Failures: every image is attempted. With ``on_error="raise"`` (the default) a batch
-with failures raises :class:`CaptionError` at the end, carrying the documents that
-did succeed and the failed records; with ``on_error="skip"`` failed images are left
-out, logged as warnings and kept in :attr:`SiliconVisionCaptionReader.failures`.
+Failures: every image is attempted, and no good caption is thrown away. With
+``on_error="warn"`` (the default) failed images are left out, each is logged, a
+:class:`~siliconvision.errors.CaptionFailureWarning` sums them up at the end, and
+``load_data`` returns every good document; with ``on_error="raise"`` a batch with
+failures raises :class:`CaptionError` at the end, carrying the documents that did
+succeed and the failed records; ``on_error="skip"`` is ``"warn"`` without the warning
+(logged only). Either way :attr:`SiliconVisionCaptionReader.failures` names the
+images to run again.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +37,7 @@ from siliconvision.captions import (
     iter_image_files,
 )
 from siliconvision.catalog import Detail
-from siliconvision.errors import SiliconVisionError
+from siliconvision.errors import CaptionFailureWarning, SiliconVisionError, describe_failures
 from siliconvision.wire import ChatResult
 
 from .base import SiliconVision
@@ -57,12 +62,7 @@ class CaptionError(SiliconVisionError):
     def __init__(self, failures: list[CaptionRecord], documents: list[Document]) -> None:
         self.failures = failures
         self.documents = documents
-        lines = "; ".join(f"{r.path}: {r.error}" for r in failures[:10])
-        more = f" (and {len(failures) - 10} more)" if len(failures) > 10 else ""
-        super().__init__(
-            f"{len(failures)} of {len(failures) + len(documents)} image(s) could not be "
-            f"captioned: {lines}{more}"
-        )
+        super().__init__(describe_failures(failures, len(failures) + len(documents)))
 
 
 def _as_list(paths: PathsArg) -> list[str | os.PathLike[str]]:
@@ -116,10 +116,10 @@ class SiliconVisionCaptionReader(BaseReader):
         concurrency: int = 4,
         max_attempts: int = 3,
         recursive: bool = True,
-        on_error: Literal["raise", "skip"] = "raise",
+        on_error: Literal["warn", "raise", "skip"] = "warn",
     ) -> None:
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if on_error not in ("warn", "raise", "skip"):
+            raise ValueError(f"on_error must be 'warn', 'raise' or 'skip', got {on_error!r}")
         self.llm = llm if llm is not None else SiliconVision()
         self.prompt = prompt
         self.model = model
@@ -167,8 +167,19 @@ class SiliconVisionCaptionReader(BaseReader):
         return None
 
     def _finish(self, documents: list[Document]) -> None:
-        if self.failures and self.on_error == "raise":
+        if not self.failures:
+            return
+        if self.on_error == "raise":
             raise CaptionError(list(self.failures), documents)
+        if self.on_error == "warn":
+            total = len(self.failures) + len(documents)
+            warnings.warn(
+                CaptionFailureWarning(
+                    f"{describe_failures(self.failures, total)}; the {len(documents)} good "
+                    "document(s) are returned, and reader.failures names the images to run again"
+                ),
+                stacklevel=3,
+            )
 
     def lazy_load_data(self, paths: PathsArg) -> Iterable[Document]:  # type: ignore[override]
         """Documents as captions finish (completion order); see the module docs for errors."""

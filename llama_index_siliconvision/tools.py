@@ -3,8 +3,11 @@
 An agent's model chooses the ``image`` argument, so it is untrusted input: it goes
 through :func:`siliconvision.guards.check_image_argument` (local files only inside
 ``allowed_dirs``; only public http(s) URLs unless ``allow_private_urls``) before
-anything is read or sent. A refused or unusable image comes back as readable tool
-output (``"Cannot answer: ..."``), so the agent can correct itself instead of dying.
+anything is read or sent; with an LLM that has ``fetch_urls=True``, the URL is fetched
+here through the core's SSRF guard (:func:`siliconvision.guards.fetch_url`: the URL,
+every redirect hop and every connection), exactly as the LangChain tool does. A
+refused or unusable image comes back as readable tool output (``"Cannot answer: ..."``),
+so the agent can correct itself instead of dying.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from siliconvision.guards import (
     GuardError,
     Resolver,
     check_image_argument,
+    fetch_url,
 )
 
 from .base import SiliconVision
@@ -53,7 +57,11 @@ class SiliconVisionToolSpec(BaseToolSpec):
     ``image`` is an http(s) URL or a local path; local files are read only inside
     ``allowed_dirs`` (none by default), and URLs to loopback, private, link-local or
     metadata addresses are refused unless ``allow_private_urls=True``. ``resolver``
-    (host, port) -> addresses replaces DNS for the URL check (tests, custom DNS).
+    (host, port) -> addresses replaces DNS for the URL check (tests, custom DNS). When
+    ``llm.fetch_urls`` is set, the tool fetches the image itself through the guard
+    (every redirect hop checked with this tool's settings) and sends the bytes; the
+    LLM never fetches an agent's URL. Downloads and local files above
+    ``max_file_bytes`` are refused.
     Each question is a chat call of ``llm`` for LlamaIndex: its instrumentation events,
     ``CallbackManager`` (``TokenCountingHandler``) and ``rate_limiter`` see it.
 
@@ -100,11 +108,22 @@ class SiliconVisionToolSpec(BaseToolSpec):
             max_bytes=self.max_file_bytes,
         )
 
+    def _source(self, checked: str | AllowedFile) -> Any:
+        if isinstance(checked, AllowedFile):
+            return checked.data
+        if not self.llm.fetch_urls:
+            return checked  # SiliconCloud fetches it
+        return fetch_url(
+            checked,
+            allow_private=self.allow_private_urls,
+            resolver=self.resolver,
+            max_bytes=self.max_file_bytes,
+        )
+
     def _messages(self, checked: str | AllowedFile, question: Any) -> list[dict[str, Any]]:
         if not isinstance(question, str) or not question.strip():
             raise ContentError("question must be a non-empty string")
-        source: Any = checked.data if isinstance(checked, AllowedFile) else checked
-        return self.client.ask_messages([source], question)
+        return self.client.ask_messages([self._source(checked)], question)
 
     def _shown(self, checked: str | AllowedFile, question: str) -> list[ChatMessage]:
         """The call as LlamaIndex messages, for its events and callbacks (no file read)."""
@@ -150,7 +169,7 @@ class SiliconVisionToolSpec(BaseToolSpec):
             question: what to find out about the image.
         """
         try:
-            # The checks may read a file and resolve a host name: keep them off the loop.
+            # The checks may read a file, resolve a host or fetch a URL: off the loop.
             checked = await asyncio.to_thread(self._checked, image)
             messages = await asyncio.to_thread(self._messages, checked, question)
             options = self._options()

@@ -36,8 +36,6 @@ import binascii
 import difflib
 import json
 import os
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -113,16 +111,25 @@ def _block_name(block: object) -> str:
     return type(block).__name__
 
 
-def _file_url_path(url: str) -> Path:
-    return Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+def _message_image(url: str, detail: Any) -> dict[str, Any]:
+    """A ``url`` from message content, as the core's message form: the core's message
+    policy decides (http(s) and ``data:`` as they are; a ``file:`` URL only inside the
+    LLM's ``allowed_dirs``; other schemes refused by name)."""
+    body: dict[str, Any] = {"url": url}
+    if detail is not None:
+        body["detail"] = detail
+    return {"type": "image_url", "image_url": body}
 
 
-def image_block_to_item(block: ImageBlock, where: str = "ImageBlock") -> Image:
-    """The core :class:`~siliconvision.content.Image` for an ``ImageBlock``.
+def image_block_to_item(block: ImageBlock, where: str = "ImageBlock") -> Image | dict[str, Any]:
+    """The core item for an ``ImageBlock``: a :class:`~siliconvision.content.Image`, or
+    for a ``url`` that is neither http(s) nor ``data:`` an ``image_url`` part.
 
-    Precedence: inline ``image`` bytes, then ``path``, then ``url`` (http(s) URLs stay
-    URLs; ``data:`` URIs are decoded by the core; ``file://`` URLs become paths). The
-    block's ``detail`` is kept (the core validates it and lets it win).
+    Precedence: inline ``image`` bytes, then ``path`` (the program's own choice: read),
+    then ``url``. A ``url`` is message content: http(s) URLs stay URLs, ``data:`` URIs
+    are decoded by the core, and anything else (a ``file:`` URL) goes to the core's
+    message policy, which reads a local file only inside the LLM's ``allowed_dirs``.
+    The block's ``detail`` is kept (the core validates it and lets it win).
 
     >>> image_block_to_item(ImageBlock(url="https://example.com/a.png", detail="high"))
     Image(source='https://example.com/a.png', detail='high')
@@ -140,19 +147,19 @@ def image_block_to_item(block: ImageBlock, where: str = "ImageBlock") -> Image:
         return Image(Path(block.path), detail=detail)
     if block.url is not None:
         url = str(block.url)
-        if url[:7].lower() == "file://":
-            return Image(_file_url_path(url), detail=detail)
         if is_image_url(url) or is_data_uri(url):
             return Image(url, detail=detail)
-        raise ContentError(f"{where}: ImageBlock url {url[:60]!r} is not an http(s) or data URL")
+        return _message_image(url, detail)
     raise ContentError(f"{where}: ImageBlock has no image, path or url")
 
 
-def video_block_to_item(block: VideoBlock, where: str = "VideoBlock") -> Video:
-    """The core :class:`~siliconvision.content.Video` for a ``VideoBlock``.
+def video_block_to_item(block: VideoBlock, where: str = "VideoBlock") -> Video | dict[str, Any]:
+    """The core item for a ``VideoBlock``: a :class:`~siliconvision.content.Video`, or for
+    a ``url`` that is neither http(s) nor ``data:`` a ``video_url`` part.
 
-    URLs and paths pass through (the core checks the model takes video and encodes
-    local files); inline bytes need a known video MIME type.
+    ``path`` is the program's own choice (the core checks the model takes video and
+    encodes the file); a ``url`` is message content (a ``file:`` URL is read only
+    inside the LLM's ``allowed_dirs``); inline bytes need a known video MIME type.
 
     >>> video_block_to_item(VideoBlock(url="https://example.com/clip.mp4", fps=2))
     Video(source='https://example.com/clip.mp4', detail=None, max_frames=None, fps=2)
@@ -170,9 +177,13 @@ def video_block_to_item(block: VideoBlock, where: str = "VideoBlock") -> Video:
         return Video(Path(block.path), detail=detail, fps=block.fps)
     if block.url is not None:
         url = str(block.url)
-        if url[:7].lower() == "file://":
-            return Video(_file_url_path(url), detail=detail, fps=block.fps)
-        return Video(url, detail=detail, fps=block.fps)
+        if is_image_url(url) or is_data_uri(url):
+            return Video(url, detail=detail, fps=block.fps)
+        body: dict[str, Any] = {"url": url}
+        for key, value in (("detail", detail), ("fps", block.fps)):
+            if value is not None:
+                body[key] = value
+        return {"type": "video_url", "video_url": body}
     raise ContentError(f"{where}: VideoBlock has no video, path or url")
 
 
@@ -273,7 +284,7 @@ def _decode_b64(data: str | bytes, where: str) -> bytes:
         raise ContentError(f"{where}: image data is not valid base64 ({exc})") from exc
 
 
-def _node_item(node: BaseNode, where: str) -> Image:
+def _node_item(node: BaseNode, where: str) -> Image | dict[str, Any]:
     """An ``ImageNode``/``ImageDocument``/``Node`` with an image resource, without fetching."""
     image: Any = getattr(node, "image", None)
     image_path: Any = getattr(node, "image_path", None)
@@ -287,21 +298,26 @@ def _node_item(node: BaseNode, where: str) -> Image:
         return Image(_decode_b64(image, where))
     if image_path:
         return Image(Path(image_path))
-    if image_url:
-        return image_source_to_item(str(image_url), where)
+    if image_url:  # a URL field: message policy for anything but http(s) and data:
+        url = str(image_url)
+        return Image(url) if is_image_url(url) or is_data_uri(url) else _message_image(url, None)
     file_path = node.metadata.get("file_path") or node.metadata.get("image_path")
     if file_path:
         return Image(Path(str(file_path)))
     raise ContentError(f"{where}: {type(node).__name__} {node.node_id!r} carries no image")
 
 
-def image_source_to_item(source: object, where: str = "image") -> Image:
-    """One entry of ``image_documents`` as a core :class:`~siliconvision.content.Image`.
+def image_source_to_item(source: object, where: str = "image") -> Image | dict[str, Any]:
+    """One entry of ``image_documents`` as a core item (:class:`~siliconvision.content.Image`,
+    or an ``image_url`` part for a URL the message policy decides on).
 
     Accepts ``ImageDocument``, ``ImageNode``, any node with an image resource (also
     wrapped in the ``NodeWithScore`` a retriever returns), ``ImageBlock``, a ``str``
-    (http(s) URL, data URI or file path), an ``os.PathLike``, ``bytes`` or a
-    ``PIL.Image``; anything else raises ``ContentError``. URLs are never
+    (http(s) URL, data URI, ``file:`` URL or file path), an ``os.PathLike``,
+    ``bytes``, ``bytearray``, ``memoryview`` or a ``PIL.Image``;
+    anything else raises ``ContentError``. Paths (a ``str`` path, ``image_path``) are
+    the program's own choice and are read; a ``file:`` URL (also in a node's
+    ``image_url``) is read only inside the LLM's ``allowed_dirs``. URLs are never
     fetched here (the core sends them as URLs unless ``fetch_urls=True``).
 
     >>> image_source_to_item("https://example.com/a.png")
@@ -318,12 +334,12 @@ def image_source_to_item(source: object, where: str = "image") -> Image:
     if isinstance(source, str):
         if is_image_url(source) or is_data_uri(source):
             return Image(source)
-        if source[:7].lower() == "file://":
-            return Image(_file_url_path(source))
+        if source[:5].lower() == "file:":
+            return _message_image(source, None)
         return Image(Path(source))
     if isinstance(source, os.PathLike):
         return Image(Path(os.fspath(source)))
-    if isinstance(source, (bytes, bytearray, PILImage.Image)):
+    if isinstance(source, (bytes, bytearray, memoryview, PILImage.Image)):
         return Image(source)
     raise ContentError(
         f"{where}: cannot use a {type(source).__name__} as an image; pass ImageDocument, "
@@ -346,9 +362,9 @@ def completion_to_wire_messages(
         raise ContentError(f"prompt must be a string, got {type(prompt).__name__}")
     if image_documents is None:
         image_documents = []
-    elif isinstance(image_documents, (str, bytes, os.PathLike)) or not isinstance(
-        image_documents, Sequence
-    ):
+    elif isinstance(
+        image_documents, (str, bytes, bytearray, memoryview, os.PathLike)
+    ) or not isinstance(image_documents, Sequence):
         image_documents = [image_documents]
     items: list[object] = [
         image_source_to_item(doc, f"image_documents[{i}]") for i, doc in enumerate(image_documents)

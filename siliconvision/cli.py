@@ -282,6 +282,8 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     images: list[str] = args.images
     for image in images:
         lowered = image.lower()
+        if lowered.startswith("file:"):
+            raise _InputError(f"image {image}: give the file's path, not a file: URL")
         if not lowered.startswith(("http://", "https://", "data:")) and not Path(image).exists():
             raise _InputError(f"image {image}: file does not exist")
     if not args.question.strip():

@@ -32,6 +32,7 @@ from pydantic import SecretStr
 from .catalog import Detail, ImageOrder, ModelSpec, get_model_spec
 from .content import Image, prepare_messages
 from .errors import TRACE_HEADER, SiliconVisionError
+from .guards import DEFAULT_MAX_FILE_BYTES
 from .images import DEFAULT_CACHE, ImageCache, is_data_uri, is_image_url
 from .wire import (
     ChatResult,
@@ -284,9 +285,11 @@ class AsyncChatStream:
 
 
 def _image_item(image: Any) -> Any:
-    """In :meth:`SiliconVisionClient.ask`, a ``str`` is a path or a URL, not text."""
+    """In :meth:`SiliconVisionClient.ask`, a ``str`` is a path or a URL, not text: a
+    path is the caller's own choice; a URL (``file:`` ones too) is sent as message
+    content, under the message policy."""
     if isinstance(image, str):
-        if is_image_url(image) or is_data_uri(image):
+        if is_image_url(image) or is_data_uri(image) or image[:5].lower() == "file:":
             return {"type": "image_url", "image_url": {"url": image}}
         return Path(image)
     return image
@@ -342,7 +345,15 @@ class SiliconVisionClient:
     ``http_async_client`` (your own ``httpx`` clients),
     ``retry_initial_delay``/``retry_max_delay`` (the backoff: ``initial * 2**n``
     capped at ``max``, less up to 25% jitter; a ``Retry-After`` is honoured up to
-    ``max``), ``fetch_urls`` (download URL images client-side; off by default).
+    ``max``), ``fetch_urls`` (download URL images client-side, through the SSRF guard;
+    off by default; ``allow_private_urls=True`` lifts the guard's address checks, for
+    trusted URLs only).
+
+    Local files: paths the program passes itself (``Path``, :class:`Image`, the
+    ``images`` of :meth:`ask`) are read; a local path or ``file:`` URL in the ``url``
+    of a message's ``image_url``/``video_url`` part is read only inside
+    ``allowed_dirs`` (none by default), after resolving symlinks and ``..``. Every
+    file read is a regular file of at most ``max_file_bytes`` (checked before reading).
 
     >>> client = SiliconVisionClient(model="OpenGVLab/InternVL2-26B", detail="low")
     >>> client.ask(["shelf.jpg", "https://example.com/bill.png"], "Total?")  # doctest: +SKIP
@@ -362,6 +373,9 @@ class SiliconVisionClient:
         retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY,
         fetch_urls: bool = False,
         image_cache: ImageCache | None = DEFAULT_CACHE,
+        allowed_dirs: Sequence[str | os.PathLike[str]] | None = None,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        allow_private_urls: bool = False,
         default_headers: Mapping[str, str] | None = None,
         http_client: Any = None,
         http_async_client: Any = None,
@@ -382,6 +396,11 @@ class SiliconVisionClient:
         )
         self.fetch_urls = fetch_urls
         self.image_cache = image_cache
+        if isinstance(allowed_dirs, (str, os.PathLike)):
+            allowed_dirs = [allowed_dirs]
+        self.allowed_dirs: tuple[str | os.PathLike[str], ...] = tuple(allowed_dirs or ())
+        self.max_file_bytes = max_file_bytes
+        self.allow_private_urls = allow_private_urls
         self._default_headers = dict(default_headers or {})
         self._http_client = http_client
         self._http_async_client = http_async_client
@@ -494,6 +513,9 @@ class SiliconVisionClient:
             default_detail=self.detail,
             fetch_urls=self.fetch_urls,
             cache=self.image_cache,
+            allowed_dirs=self.allowed_dirs,
+            max_file_bytes=self.max_file_bytes,
+            allow_private_urls=self.allow_private_urls,
         )
 
     def build_request(
@@ -542,7 +564,8 @@ class SiliconVisionClient:
     def ask_messages(self, images: Sequence[Any] | Any, question: str) -> list[dict[str, Any]]:
         """One user message: ``images`` then ``question``. Here a ``str`` image is a path
         or an http(s)/data URL, never text."""
-        if isinstance(images, (str, bytes, Path, Image)) or not isinstance(images, Sequence):
+        single = (str, bytes, bytearray, memoryview, os.PathLike, Image)
+        if isinstance(images, single) or not isinstance(images, Sequence):
             images = [images]
         return [{"role": "user", "content": [*(_image_item(image) for image in images), question]}]
 

@@ -36,12 +36,14 @@ from typing import Any, TypeAlias, cast
 from PIL import Image as PILImage
 
 from .catalog import DETAILS, IMAGE_ORDERS, Detail, ImageOrder, ModelSpec, get_model_spec
-from .errors import ContentError
+from .errors import ContentError, ImageInputError
+from .guards import DEFAULT_MAX_FILE_BYTES, LocalFileError, message_url_source, read_local_file
 from .images import (
     DEFAULT_CACHE,
     Base64Image,
     ImageCache,
     ImageSource,
+    is_data_uri,
     is_image_url,
     prepare_image,
 )
@@ -88,7 +90,24 @@ class Video:
     fps: float | None = None
 
 
-ContentItem: TypeAlias = "str | Image | Video | os.PathLike[str] | bytes | bytearray | PILImage.Image | Base64Image | Mapping[str, Any]"  # noqa: E501
+ContentItem: TypeAlias = "str | Image | Video | os.PathLike[str] | bytes | bytearray | memoryview | PILImage.Image | Base64Image | Mapping[str, Any]"  # noqa: E501
+
+AllowedDirs: TypeAlias = "Sequence[str | os.PathLike[str]] | None"
+"""Directories whose files message content may name (``None``/empty: none)."""
+
+_SINGLE_ITEMS = (
+    str,
+    Mapping,
+    Image,
+    Video,
+    bytes,
+    bytearray,
+    memoryview,
+    PILImage.Image,
+    os.PathLike,
+    Base64Image,
+)
+"""What :func:`build_content` takes as one item rather than a sequence of items."""
 
 
 def resolve_detail(
@@ -151,23 +170,84 @@ def _image_url_fields(part: Mapping[str, Any], where: str) -> tuple[str, str | N
     )
 
 
-def _video_part(video: Video, *, spec: ModelSpec, detail: Detail, where: str) -> dict[str, Any]:
+# The first bytes of the video containers servers decode (ISO BMFF: MP4/MOV/3GP;
+# Matroska/WebM; AVI; MPEG-PS; FLV; Ogg; ASF/WMV); MPEG-TS is checked by its sync bytes.
+_ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot")
+_VIDEO_MAGIC = (b"\x1a\x45\xdf\xa3", b"\x00\x00\x01\xba", b"FLV", b"OggS", b"\x30\x26\xb2\x75")
+
+
+def _looks_like_video(data: bytes) -> bool:
+    if data[4:8] in _ISO_BOXES or data.startswith(_VIDEO_MAGIC):
+        return True
+    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        return True
+    return len(data) > 188 and data[0] == 0x47 and data[188] == 0x47  # MPEG-TS
+
+
+def _video_mime(name: str, where: str) -> str:
+    suffix = Path(name).suffix.lower()
+    mime = _VIDEO_MIME.get(suffix) or mimetypes.guess_type(Path(name).name)[0]
+    if not mime or not mime.startswith("video/"):
+        raise ContentError(
+            f"{where}: {Path(name).name!r} is not a known video type (mp4, webm, mov)"
+        )
+    return mime
+
+
+def _video_data_uri(data: bytes, mime: str, shown: str, where: str) -> str:
+    if not _looks_like_video(data):
+        raise ContentError(
+            f"{where}: {shown!r} is not a video (its bytes match no known video container)"
+        )
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _video_url(video: Video, settings: _Settings, where: str, *, from_message: bool) -> str:
+    """The ``video_url.url`` to send: http(s) and ``data:video/`` pass; a local file is
+    read (under the file policy) into a data URI."""
+    source = video.source
+    if isinstance(source, str) and (is_image_url(source) or is_data_uri(source)):
+        if is_data_uri(source) and not source[5:11].lower() == "video/":
+            raise ContentError(f"{where}: a video data URI must be data:video/...;base64,...")
+        return source
+    if from_message:
+        # Message content: a local path or file: URL is read only inside allowed_dirs,
+        # and only when its name is a video type (checked before it is opened).
+        mimes: list[str] = []
+        found = message_url_source(
+            os.fspath(source),
+            field=f"{where}: video url",
+            allowed_dirs=settings.allowed_dirs,
+            max_bytes=settings.max_file_bytes,
+            kind="video",
+            check_path=lambda path: mimes.append(_video_mime(path, where)),
+        )
+        if isinstance(found, str):  # (http(s) and data: returned above)
+            raise ContentError(f"{where}: video_url.url {found[:60]!r} is not a video URL")
+        return _video_data_uri(found.data, mimes[0], str(found.path), where)
+    path = Path(source)
+    mime = _video_mime(str(path), where)
+    try:
+        found = read_local_file(path, max_bytes=settings.max_file_bytes)
+    except FileNotFoundError:
+        raise ContentError(f"{where}: video file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise ContentError(f"{where}: video file {str(path)!r}: {exc.strerror or exc}") from None
+    except LocalFileError as exc:
+        raise ContentError(f"{where}: video file {str(path)!r}: {exc.reason}") from None
+    return _video_data_uri(found.data, mime, str(path), where)
+
+
+def _video_part(
+    video: Video, *, settings: _Settings, detail: Detail, where: str, from_message: bool = False
+) -> dict[str, Any]:
+    spec = settings.spec
     if not spec.video:
         raise ContentError(
             f"{where}: model {spec.id!r} does not take video; use a video model such as "
             "'Qwen/Qwen3-VL-8B-Instruct' or override with get_model_spec(..., video=True)"
         )
-    source = video.source
-    if isinstance(source, str) and (is_image_url(source) or source.startswith("data:video/")):
-        url = source
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ContentError(f"{where}: video file {str(path)!r} does not exist")
-        mime = _VIDEO_MIME.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
-        if not mime or not mime.startswith("video/"):
-            raise ContentError(f"{where}: {path.name!r} is not a known video type (mp4, webm, mov)")
-        url = f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+    url = _video_url(video, settings, where, from_message=from_message)
     body: dict[str, Any] = {"url": url, "detail": detail}
     if video.max_frames is not None:
         body["max_frames"] = video.max_frames
@@ -196,6 +276,9 @@ class _Settings:
     image_count: int
     fetch_urls: bool
     cache: ImageCache | None
+    allowed_dirs: tuple[str | os.PathLike[str], ...] = ()
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    allow_private_urls: bool = False
 
 
 def _image_part(
@@ -217,7 +300,28 @@ def _image_part(
         image_count=settings.image_count,
         fetch_urls=settings.fetch_urls,
         cache=settings.cache,
+        allow_private_urls=settings.allow_private_urls,
+        max_file_bytes=settings.max_file_bytes,
     ).to_part()
+
+
+def _message_image_part(
+    url: str, own_detail: str | None, settings: _Settings, where: str
+) -> dict[str, Any]:
+    """An ``image_url`` part written in message content: its url goes through the
+    message policy (http(s) and data: as they are; local files only in allowed_dirs)."""
+    found = message_url_source(
+        url,
+        field=f"{where}: image url",
+        allowed_dirs=settings.allowed_dirs,
+        max_bytes=settings.max_file_bytes,
+    )
+    if isinstance(found, str):
+        return _image_part(found, own_detail, settings, where)
+    try:
+        return _image_part(found.data, own_detail, settings, where)
+    except ImageInputError as exc:  # name the file, not "<bytes of N bytes>"
+        raise ImageInputError(str(found.path), exc.reason) from None
 
 
 def _convert_item(item: object, settings: _Settings, where: str) -> dict[str, Any]:
@@ -226,19 +330,16 @@ def _convert_item(item: object, settings: _Settings, where: str) -> dict[str, An
     if isinstance(item, Image):
         return _image_part(item.source, item.detail, settings, where)
     if isinstance(item, Video):
-        detail = resolve_detail(
-            item.detail, settings.detail, settings.default_detail, spec=settings.spec
-        )
-        return _video_part(item, spec=settings.spec, detail=detail, where=where)
+        return _video_item(item, settings, where, from_message=False)
     if isinstance(item, Mapping):
         kind = item.get("type")
         if kind == "text":
             return _text_part(item.get("text"), where)
         if kind == "image_url":
             url, own_detail = _image_url_fields(item, where)
-            return _image_part(url, own_detail, settings, where)
+            return _message_image_part(url, own_detail, settings, where)
         if kind == "video_url":
-            return _convert_item(_video_from_part(item, where), settings, where)
+            return _video_item(_video_from_part(item, where), settings, where, from_message=True)
         raise ContentError(
             f"{where}: content part type {kind!r} is not supported by SiliconCloud chat "
             "(supported: text, image_url, video_url)"
@@ -248,6 +349,17 @@ def _convert_item(item: object, settings: _Settings, where: str) -> dict[str, An
     raise ContentError(
         f"{where}: cannot send an item of type {type(item).__name__}; pass text (str), "
         "an image (Path, bytes, PIL image, siliconvision.Image) or a part dict"
+    )
+
+
+def _video_item(
+    video: Video, settings: _Settings, where: str, *, from_message: bool
+) -> dict[str, Any]:
+    detail = resolve_detail(
+        video.detail, settings.detail, settings.default_detail, spec=settings.spec
+    )
+    return _video_part(
+        video, settings=settings, detail=detail, where=where, from_message=from_message
     )
 
 
@@ -267,34 +379,67 @@ def build_content(
     image_count: int | None = None,
     fetch_urls: bool = False,
     cache: ImageCache | None = DEFAULT_CACHE,
+    allowed_dirs: AllowedDirs = None,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    allow_private_urls: bool = False,
 ) -> list[dict[str, Any]]:
     """The ordered ``content`` parts of one user message.
 
-    ``items``: text (``str``), images (``Path``, ``bytes``, ``PIL.Image``,
-    :class:`~siliconvision.images.Base64Image`, :class:`Image`, or
-    ``{"type":"image_url",...}`` dicts: data URIs are downsized, http(s) URLs pass
-    through), :class:`Video`, ``{"type":"text"|"video_url"}``
+    ``items``: text (``str``), images (``Path``, ``bytes``, ``bytearray``,
+    ``memoryview``, ``PIL.Image``, :class:`~siliconvision.images.Base64Image`,
+    :class:`Image`, or ``{"type":"image_url",...}`` dicts: data URIs are downsized,
+    http(s) URLs pass through), :class:`Video`, ``{"type":"text"|"video_url"}``
     dicts. A plain ``str`` is always text: wrap paths in ``Path`` or :class:`Image`.
     ``image_count`` (default: the images in ``items``) is the number of images in
     the whole request, which some servers' sizing depends on.
+
+    Local files: a ``Path``, :class:`Image` or :class:`Video` item is the program's
+    own choice and is read (a regular file of at most ``max_file_bytes``). The
+    ``url`` of an ``image_url``/``video_url`` dict is message content: it is sent as
+    it is when it is an http(s) URL or a ``data:`` URI, and a local path or ``file:``
+    URL there is read only inside ``allowed_dirs`` (none by default: it raises
+    :class:`~siliconvision.errors.ImageInputError`). With ``fetch_urls=True``, URLs
+    are fetched through the SSRF guard (``allow_private_urls`` lifts its address
+    checks).
     """
     _check_image_order(image_order)
     spec = get_model_spec(model)
-    single = (
-        str,
-        Mapping,
-        Image,
-        Video,
-        bytes,
-        bytearray,
-        PILImage.Image,
-        os.PathLike,
-        Base64Image,
-    )
-    if isinstance(items, single):
+    if isinstance(items, _SINGLE_ITEMS):
         items = [items]
     item_list = list(cast(Iterable[object], items))
-    settings = _Settings(
+    return _build_parts(
+        item_list,
+        _settings(
+            spec,
+            detail=detail,
+            default_detail=default_detail,
+            image_count=image_count if image_count is not None else count_images(item_list),
+            fetch_urls=fetch_urls,
+            cache=cache,
+            allowed_dirs=allowed_dirs,
+            max_file_bytes=max_file_bytes,
+            allow_private_urls=allow_private_urls,
+        ),
+        image_order,
+        prefix="",
+    )
+
+
+def _settings(
+    spec: ModelSpec,
+    *,
+    detail: Detail | None,
+    default_detail: Detail | None,
+    image_count: int,
+    fetch_urls: bool,
+    cache: ImageCache | None,
+    allowed_dirs: AllowedDirs,
+    max_file_bytes: int,
+    allow_private_urls: bool,
+) -> _Settings:
+    if isinstance(allowed_dirs, (str, os.PathLike)):
+        allowed_dirs = [allowed_dirs]
+    return _Settings(
         spec=spec,
         detail=resolve_detail(detail, spec=spec) if detail is not None else None,
         default_detail=(
@@ -302,12 +447,22 @@ def build_content(
             if default_detail is not None
             else None
         ),
-        image_count=image_count if image_count is not None else count_images(item_list),
+        image_count=image_count,
         fetch_urls=fetch_urls,
         cache=cache,
+        allowed_dirs=tuple(allowed_dirs or ()),
+        max_file_bytes=max_file_bytes,
+        allow_private_urls=allow_private_urls,
     )
-    parts = [_convert_item(item, settings, f"content item {i}") for i, item in enumerate(item_list)]
-    _order_parts(parts, image_order, spec)
+
+
+def _build_parts(
+    items: list[object], settings: _Settings, image_order: str, *, prefix: str
+) -> list[dict[str, Any]]:
+    parts = [
+        _convert_item(item, settings, f"{prefix}content item {i}") for i, item in enumerate(items)
+    ]
+    _order_parts(parts, image_order, settings.spec)
     return parts
 
 
@@ -337,7 +492,7 @@ def _content_items(content: object, where: str) -> list[Any]:
         return []
     if isinstance(content, str):
         return [content]
-    if isinstance(content, Sequence) and not isinstance(content, (bytes, bytearray)):
+    if isinstance(content, Sequence) and not isinstance(content, (bytes, bytearray, memoryview)):
         return list(content)
     return [content]
 
@@ -361,8 +516,15 @@ def prepare_messages(
     default_detail: Detail | None = None,
     fetch_urls: bool = False,
     cache: ImageCache | None = DEFAULT_CACHE,
+    allowed_dirs: AllowedDirs = None,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    allow_private_urls: bool = False,
 ) -> list[dict[str, Any]]:
     """A conversation in OpenAI chat format, made ready for SiliconCloud.
+
+    Local files and URLs follow :func:`build_content`'s rules: a message's
+    ``image_url.url``/``video_url.url`` is sent as it is when it is http(s) or a
+    ``data:`` URI, and names a local file only inside ``allowed_dirs``.
 
     - user content lists go through :func:`build_content` (images encoded and
       downsized, ``detail`` explicit, ``image_order`` applied);
@@ -381,15 +543,17 @@ def prepare_messages(
     spec = get_model_spec(model)
     if isinstance(messages, (str, Mapping)) or not isinstance(messages, Sequence):
         raise ContentError("messages must be a list of {'role': ..., 'content': ...} dicts")
-    common: dict[str, Any] = {
-        "model": spec,
-        "image_order": image_order,
-        "detail": detail,
-        "default_detail": default_detail,
-        "image_count": _count_request_images(messages),
-        "fetch_urls": fetch_urls,
-        "cache": cache,
-    }
+    settings = _settings(
+        spec,
+        detail=resolve_detail(detail, spec=spec) if detail is not None else None,
+        default_detail=default_detail,
+        image_count=_count_request_images(messages),
+        fetch_urls=fetch_urls,
+        cache=cache,
+        allowed_dirs=allowed_dirs,
+        max_file_bytes=max_file_bytes,
+        allow_private_urls=allow_private_urls,
+    )
     prepared: list[dict[str, Any]] = []
     pending_tool_media: list[dict[str, Any]] = []
     for index, message in enumerate(messages):
@@ -404,7 +568,8 @@ def prepare_messages(
         if role == "user":
             content = message.get("content")
             if not isinstance(content, str):
-                parts = build_content(_content_items(content, where), **common)
+                items = _content_items(content, where)
+                parts = _build_parts(items, settings, image_order, prefix=f"{where}, ")
                 if not parts:
                     raise ContentError(f"{where}: user message has no content")
                 out["content"] = parts
@@ -418,7 +583,7 @@ def prepare_messages(
         elif role == "tool":
             if not message.get("tool_call_id"):
                 raise ContentError(f"{where}: a tool message needs 'tool_call_id'")
-            out["content"], media = _split_tool_content(message.get("content"), common, where)
+            out["content"], media = _split_tool_content(message.get("content"), settings, where)
             if media:
                 pending_tool_media.append({"tool_call_id": message["tool_call_id"], "parts": media})
         else:
@@ -432,12 +597,12 @@ def prepare_messages(
 
 
 def _split_tool_content(
-    content: object, common: Mapping[str, Any], where: str
+    content: object, settings: _Settings, where: str
 ) -> tuple[str, list[dict[str, Any]]]:
     if content is None or isinstance(content, str):
         return content or "", []
     items = _content_items(content, where)
-    parts = build_content(items, **{**common, "image_order": "preserve"})
+    parts = _build_parts(items, settings, "preserve", prefix=f"{where}, ")
     texts = [part["text"] for part in parts if part["type"] == "text"]
     media = [part for part in parts if part["type"] != "text"]
     text = "\n".join(texts)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "CaptionFailureWarning",
     "ContentError",
     "ImageInputError",
     "IncompleteStreamError",
@@ -31,6 +33,7 @@ __all__ = [
     "SiliconCloudPermissionDeniedError",
     "SiliconCloudRateLimitError",
     "SiliconVisionError",
+    "describe_failures",
     "map_status_error",
 ]
 
@@ -42,20 +45,59 @@ class SiliconVisionError(Exception):
 
 
 class ImageInputError(SiliconVisionError, ValueError):
-    """An image source that cannot be sent: names the source and the reason.
+    """An image (or video) source that cannot be sent: names the source and the reason.
 
-    >>> raise ImageInputError("photo.jpg", "file does not exist")  # doctest: +SKIP
-    ImageInputError: image photo.jpg: file does not exist
+    ``kind`` is what the source is (``"image"``, ``"video"``): the first word of the
+    message.
+
+    >>> str(ImageInputError("photo.jpg", "file does not exist"))
+    'image photo.jpg: file does not exist'
+    >>> str(ImageInputError("clip.mp4", "not a video", kind="video"))
+    'video clip.mp4: not a video'
     """
 
-    def __init__(self, source: str, reason: str) -> None:
+    def __init__(self, source: str, reason: str, *, kind: str = "image") -> None:
         self.source = source
         self.reason = reason
-        super().__init__(f"image {source}: {reason}")
+        self.kind = kind
+        super().__init__(f"{kind} {source}: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickles (multiprocessing, Ray) rebuild it from its parts, not from its message.
+        return (_rebuild_input_error, (type(self), self.source, self.reason, self.kind))
+
+
+def _rebuild_input_error(
+    cls: type[ImageInputError], source: str, reason: str, kind: str
+) -> ImageInputError:
+    error = cls.__new__(cls)
+    ImageInputError.__init__(error, source, reason, kind=kind)
+    return error
 
 
 class ContentError(SiliconVisionError, ValueError):
     """A message or content part that the target model cannot take (raised before sending)."""
+
+
+class CaptionFailureWarning(UserWarning):
+    """Some images of a caption batch failed; the good documents were returned anyway.
+
+    Issued by the LangChain loader and the LlamaIndex reader (``on_error="warn"``, their
+    default). Turn it into an error with ``warnings.simplefilter("error",
+    CaptionFailureWarning)``, or pass ``on_error="raise"``.
+    """
+
+
+def describe_failures(failed: Sequence[Any], total: int) -> str:
+    """One line naming failed caption records (``.path``, ``.error``), at most ten.
+
+    >>> from types import SimpleNamespace as R
+    >>> describe_failures([R(path="a.png", error="not an image")], 3)
+    '1 of 3 image(s) could not be captioned: a.png: not an image'
+    """
+    lines = "; ".join(f"{r.path}: {r.error}" for r in failed[:10])
+    more = f" (and {len(failed) - 10} more)" if len(failed) > 10 else ""
+    return f"{len(failed)} of {total} image(s) could not be captioned: {lines}{more}"
 
 
 class IncompleteStreamError(SiliconVisionError):

@@ -17,7 +17,9 @@ URL, and:
 
 Bad input raises :class:`~siliconvision.errors.ImageInputError` naming the source
 and the reason, before any network call. http(s) URLs pass through untouched unless
-``fetch_urls=True``.
+``fetch_urls=True`` (then they are fetched through the SSRF guard). Local files are
+read under the core file policy (:mod:`siliconvision.guards`): regular files only,
+size checked before reading.
 
 Example:
     >>> from PIL import Image
@@ -70,25 +72,28 @@ import io
 import math
 import os
 import re
-import socket
-import stat
 import struct
 import sys
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from http.client import HTTPMessage
-from typing import IO, Any, BinaryIO, Final, Literal, TypeAlias, cast
+from typing import Any, BinaryIO, Final, Literal, TypeAlias, cast
 
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from .catalog import Detail, ModelSpec, get_model_spec
 from .errors import ImageInputError
+from .guards import (
+    DEFAULT_MAX_FILE_BYTES,
+    LocalFileError,
+    UrlCheck,
+    check_local_file,
+    fetch_url,
+    read_checked_file,
+)
 from .tokens import client_target_size
 
 __all__ = [
@@ -1009,10 +1014,12 @@ def _missing_reason(path: str | bytes, detail: str = "") -> str:
     return reason
 
 
-def _path_key(path: str | bytes, label: str) -> tuple[Hashable, ...]:
-    """The file's identity for the cache: (device, inode, size, mtime, ctime)."""
+def _stat_file(path: str | bytes, label: str, max_bytes: int) -> tuple[str, os.stat_result]:
+    """The resolved path and ``stat`` of a local image file, checked by the core file
+    policy (:func:`siliconvision.guards.check_local_file`) before anything is opened."""
     try:
-        st = os.stat(path)
+        real = os.path.realpath(os.fsdecode(path))
+        st = os.stat(real)
     except FileNotFoundError:
         raise ImageInputError(label, _missing_reason(path)) from None
     except PermissionError:
@@ -1020,32 +1027,33 @@ def _path_key(path: str | bytes, label: str) -> tuple[Hashable, ...]:
     except (OSError, ValueError) as exc:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else "invalid path"
         raise ImageInputError(label, _missing_reason(path, detail)) from None
-    if stat.S_ISDIR(st.st_mode):
-        raise ImageInputError(label, "is a directory, not an image file")
+    try:
+        check_local_file(real, st, max_bytes=max_bytes)
+    except LocalFileError as exc:
+        raise ImageInputError(label, exc.reason) from None
+    return real, st
+
+
+def _path_key(st: os.stat_result) -> tuple[Hashable, ...]:
+    """The file's identity for the cache: (device, inode, size, mtime, ctime)."""
     return ("path", st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _read_path(path: str | bytes, label: str, opts: _Options) -> PreparedImage:
-    key = _path_key(path, label)
+def _read_path(path: str | bytes, label: str, opts: _Options, max_bytes: int) -> PreparedImage:
+    real, st = _stat_file(path, label, max_bytes)
 
     def compute() -> PreparedImage:
-        return _prepare_bytes(_read_file(path, label), label, opts)
+        return _prepare_bytes(_read_file(real, st, label), label, opts)
 
-    return _cached(key, label, opts, compute)
+    return _cached(_path_key(st), label, opts, compute)
 
 
-def _read_file(path: str | bytes, label: str) -> bytes:
+def _read_file(real: str, st: os.stat_result, label: str) -> bytes:
+    """The bytes of a file :func:`_stat_file` accepted: the file checked, nothing more."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except PermissionError:
-        raise ImageInputError(label, "unreadable (permission denied)") from None
-    except IsADirectoryError:
-        raise ImageInputError(label, "is a directory, not an image file") from None
-    except FileNotFoundError:
-        raise ImageInputError(label, "file does not exist") from None
-    except OSError as exc:
-        raise ImageInputError(label, f"unreadable: {exc.strerror or exc}") from None
+        return read_checked_file(real, st)
+    except LocalFileError as exc:
+        raise ImageInputError(label, exc.reason) from None
 
 
 def _prepare_buffer(
@@ -1198,79 +1206,6 @@ def _check_url(url: str, label: str) -> None:
         raise ImageInputError(label, "malformed URL: contains whitespace or control characters")
 
 
-UrlCheck: TypeAlias = Callable[[str], object]
-
-
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follows only http(s) redirects, and runs ``url_check`` on every hop."""
-
-    def __init__(self, url_check: UrlCheck | None = None) -> None:
-        super().__init__()
-        self._url_check = url_check
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: HTTPMessage,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        if not is_image_url(newurl):
-            raise urllib.error.HTTPError(
-                req.full_url, code, "redirect to a non-http(s) URL refused", headers, fp
-            )
-        if self._url_check is not None:
-            try:
-                self._url_check(newurl)
-            except Exception as exc:
-                raise urllib.error.HTTPError(
-                    req.full_url, code, f"redirect refused: {exc}", headers, fp
-                ) from None
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-def _fetch(
-    url: str, label: str, timeout: float, max_bytes: int, url_check: UrlCheck | None = None
-) -> bytes:
-    """GET ``url`` with the standard library; at most ``max_bytes`` are accepted."""
-    if url_check is not None:
-        try:
-            url_check(url)
-        except Exception as exc:
-            raise ImageInputError(label, f"fetch refused: {exc}") from None
-    opener = urllib.request.build_opener(_HttpOnlyRedirects(url_check))
-    request = urllib.request.Request(
-        url, headers={"User-Agent": "siliconvision", "Accept": "image/*"}
-    )
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > max_bytes:
-                raise ImageInputError(
-                    label,
-                    f"response of {int(length):,} bytes exceeds max_fetch_bytes={max_bytes:,}",
-                )
-            data: bytes = response.read(max_bytes + 1)
-    except ImageInputError:
-        raise
-    except urllib.error.HTTPError as exc:
-        raise ImageInputError(label, f"fetch failed: HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, (TimeoutError, socket.timeout)):
-            raise ImageInputError(label, f"fetch timed out after {timeout:g} s") from None
-        raise ImageInputError(label, f"fetch failed: {reason}") from None
-    except TimeoutError:
-        raise ImageInputError(label, f"fetch timed out after {timeout:g} s") from None
-    except Exception as exc:
-        raise ImageInputError(label, f"fetch failed: {_exc_text(exc)}") from None
-    if len(data) > max_bytes:
-        raise ImageInputError(label, f"response exceeds max_fetch_bytes={max_bytes:,} bytes")
-    return data
-
-
 def _prepare_url(
     url: str,
     label: str,
@@ -1280,10 +1215,18 @@ def _prepare_url(
     timeout: float,
     max_bytes: int,
     url_check: UrlCheck | None = None,
+    allow_private: bool = False,
 ) -> PreparedImage:
     _check_url(url, label)
     if fetch:
-        data = _fetch(url, label, timeout, max_bytes, url_check)
+        data = fetch_url(
+            url,
+            label=label,
+            allow_private=allow_private,
+            url_check=url_check,
+            timeout=timeout,
+            max_bytes=max_bytes,
+        )
         return _prepare_buffer(data, label, opts)
     if not opts.spec.accepts_image_urls:
         raise ImageInputError(
@@ -1343,16 +1286,24 @@ def prepare_image(
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     cache: ImageCache | None = DEFAULT_CACHE,
     fetch_timeout: float = 30.0,
-    max_fetch_bytes: int = 50 * 1024 * 1024,
+    max_fetch_bytes: int = DEFAULT_MAX_FILE_BYTES,
     url_check: UrlCheck | None = None,
+    allow_private_urls: bool = False,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> PreparedImage:
     """Validate ``source`` and encode it for ``model`` (see the module doc for the rules).
 
     ``detail=None`` uses the model's catalog default; ``model=None`` never resizes.
     ``image_count`` is how many images the request carries (DeepSeek-VL2 shrinks every
     image to one tile beyond two). Raises :class:`ImageInputError` for bad input.
-    With ``fetch_urls=True``, ``url_check`` (e.g. :func:`siliconvision.guards.check_image_url`)
-    runs on the URL and on every redirect; raising refuses the fetch.
+
+    A local path is read only if it is a regular file of at most ``max_file_bytes``
+    (checked with ``stat`` before it is opened; no FIFOs, devices, ``/proc``).
+    With ``fetch_urls=True``, a URL is fetched through the SSRF guard
+    (:func:`siliconvision.guards.fetch_url`): the URL and every redirect hop are
+    checked with :func:`~siliconvision.guards.check_image_url` (or with ``url_check``,
+    which replaces it; raising refuses the fetch), and so is the address of every
+    connection; ``allow_private_urls=True`` lifts the address checks (trusted URLs).
 
     Example:
         >>> import io
@@ -1380,12 +1331,13 @@ def prepare_image(
                 timeout=fetch_timeout,
                 max_bytes=max_fetch_bytes,
                 url_check=url_check,
+                allow_private=allow_private_urls,
             )
         if is_data_uri(source):
             return _prepare_data_uri(source, label, opts)
-        return _read_path(source, label, opts)
+        return _read_path(source, label, opts, max_file_bytes)
     if isinstance(source, os.PathLike):
-        return _read_path(os.fspath(source), label, opts)
+        return _read_path(os.fspath(source), label, opts, max_file_bytes)
     if isinstance(source, memoryview):
         return _prepare_buffer(_as_flat_bytes(source), label, opts)
     if isinstance(source, (bytes, bytearray)):
@@ -1427,6 +1379,7 @@ def encode_image(
     *,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     cache: ImageCache | None = DEFAULT_CACHE,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> EncodedImage:
     """``source``'s own bytes as base64, validated without decoding its pixels: what a
     base64 image block holds until a chat model prepares it (once) for the model it sends to.
@@ -1440,7 +1393,8 @@ def encode_image(
     Damage inside well-formed compressed data is found when the image is prepared for
     sending, still before any request. Other formats (TIFF, BMP, ...) and ``PIL.Image``
     sources are converted as :func:`prepare_image` converts them (``converted=True``).
-    Paths are cached by file identity, like :func:`prepare_image`'s.
+    Paths are cached by file identity, like :func:`prepare_image`'s, and read under the
+    same file policy (a regular file of at most ``max_file_bytes``).
 
     Example:
         >>> from PIL import Image
@@ -1459,13 +1413,13 @@ def encode_image(
         data, canonical = _decode_data_uri(source, label)
         return _encode_bytes(data, label, opts, source.partition(",")[2] if canonical else None)
     if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        key = ("base64", *_path_key(path, label), max_image_pixels)
+        real, st = _stat_file(os.fspath(source), label, max_file_bytes)
+        key = ("base64", *_path_key(st), max_image_pixels)
         hit = cache._lookup(key, count_miss=True) if cache is not None else None
         if isinstance(hit, EncodedImage):
             same = hit.source_label == label
             return hit if same else dataclasses.replace(hit, source_label=label)
-        result = _encode_bytes(_read_file(path, label), label, opts)
+        result = _encode_bytes(_read_file(real, st, label), label, opts)
         if cache is not None:
             cache.put(key, result)
         return result

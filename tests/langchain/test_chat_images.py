@@ -266,3 +266,46 @@ def test_video_blocks_reach_video_models_only(emu: LocalSiliconCloud) -> None:
     }
     with pytest.raises(ContentError, match="does not take video"):
         ChatSiliconVision(**emulator_params(model=QWEN)).invoke([message])
+
+
+def test_message_urls_name_local_files_only_when_the_program_opts_in(
+    llm: ChatSiliconVision, emu: LocalSiliconCloud, tmp_path: Any
+) -> None:
+    """The issue's first report: a message url that is a local path is not read by
+    default (ChatOpenAI would send the string; the server answers 400); with
+    allowed_dirs, every url form may name a file inside them; image_block(path), the
+    program's own choice, works either way."""
+    (tmp_path / "red.png").write_bytes(make_image((20, 10), "red"))
+    forms = [
+        {"type": "image", "url": "red.png"},
+        {"type": "image_url", "image_url": {"url": "red.png"}},
+        {"type": "image", "source_type": "url", "url": "red.png"},
+        {"type": "image", "url": (tmp_path / "red.png").as_uri()},
+    ]
+    for block in forms:
+        with pytest.raises(ImageInputError, match=r"allowed_dirs=\[\.\.\.\]"):
+            llm.invoke([HumanMessage(content=[block, "?"])])
+    assert emu.requests == []
+    opted = ChatSiliconVision(**emulator_params(model=QWEN, allowed_dirs=[tmp_path]))
+    for block in forms:
+        opted.invoke([HumanMessage(content=[block, "?"])])
+        assert seen(emu) == [(20, 10, "PNG", "red", "high", "data")]
+    llm.invoke([HumanMessage(content=[image_block(tmp_path / "red.png"), "?"])])
+    assert seen(emu) == [(20, 10, "PNG", "red", "high", "data")]
+    assert len(emu.requests) == len(forms) + 1
+
+
+def test_chat_model_pickles_without_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+
+    monkeypatch.delenv("SILICONFLOW_API_KEY", raising=False)
+    monkeypatch.delenv("SILICONCLOUD_API_KEY", raising=False)
+    llm = ChatSiliconVision(api_key="sk-PICKLE-ME-NOT-123", allowed_dirs="photos")
+    data = pickle.dumps(llm)
+    assert b"PICKLE-ME-NOT" not in data
+    copy = pickle.loads(data)
+    assert copy.api_key is None and copy.allowed_dirs == ["photos"]  # the env has none
+    assert llm.api_key is not None and llm.api_key.get_secret_value() == "sk-PICKLE-ME-NOT-123"
+    monkeypatch.setenv("SILICONFLOW_API_KEY", "sk-from-env")
+    restored = pickle.loads(data)  # an unpickled copy reads its own environment
+    assert restored.api_key is not None and restored.api_key.get_secret_value() == "sk-from-env"

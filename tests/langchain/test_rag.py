@@ -19,6 +19,7 @@ from langchain_siliconvision import (
     content_from_documents,
 )
 from siliconvision import ImageInputError
+from siliconvision.errors import CaptionFailureWarning
 from siliconvision.testing import LocalSiliconCloud
 from tests.imaging import make_image
 from tests.langchain.support import EXAMPLE_IMAGES, INTERNVL, QWEN, emulator_params
@@ -78,21 +79,37 @@ def test_loader_captions_each_image_lazily_in_file_order(
     assert all(r.body["messages"][0]["content"][-1]["text"] == "Caption it." for r in emu.requests)
 
 
-def test_loader_failures_raise_after_the_good_documents(
+def test_loader_failures_keep_every_good_document(
     llm: ChatSiliconVision, emu: LocalSiliconCloud, gallery: Path
 ) -> None:
+    """The issue's scenario: one bad file among good ones. By default load() returns the
+    good documents and warns; with on_error="raise" the error carries them."""
     broken = gallery / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     files = [gallery / "a_red.png", broken, gallery / "b_green.png"]
+    loader = SiliconVisionCaptionLoader(files, llm=llm, concurrency=1)
+    with pytest.warns(CaptionFailureWarning, match=r"1 of 3 image\(s\).*broken\.png"):
+        docs = loader.load()
+    assert [Path(d.metadata["image_path"]).name for d in docs] == ["a_red.png", "b_green.png"]
+    assert [Path(r.path).name for r in loader.failed] == ["broken.png"]
+    assert len(emu.requests) == 2  # the two captions paid for are the two returned
+    emu.clear()
+
+    raising = SiliconVisionCaptionLoader(files, llm=llm, concurrency=1, on_error="raise")
     got: list[Document] = []
     with pytest.raises(CaptionLoadError, match=r"broken\.png") as info:
-        for doc in SiliconVisionCaptionLoader(files, llm=llm, concurrency=1).lazy_load():
+        for doc in raising.lazy_load():
             got.append(doc)
     assert [Path(d.metadata["image_path"]).name for d in got] == ["a_red.png", "b_green.png"]
     assert [Path(r.path).name for r in info.value.failed] == ["broken.png"]
+    assert info.value.documents == got
+    with pytest.raises(CaptionLoadError) as info:
+        raising.load()
+    assert [Path(d.metadata["image_path"]).name for d in info.value.documents] == [
+        "a_red.png",
+        "b_green.png",
+    ]
 
-    warned = SiliconVisionCaptionLoader(files, llm=llm, on_error="warn").load()
-    assert [Path(d.metadata["image_path"]).name for d in warned] == ["a_red.png", "b_green.png"]
     included = SiliconVisionCaptionLoader(files, llm=llm, on_error="include").load()
     assert [d.page_content == "" for d in included] == [False, True, False]
     assert "broken.png" in included[1].metadata["source"] and included[1].metadata["error"]
@@ -185,3 +202,18 @@ async def test_embeddings_and_retrieval_offline(emu: LocalSiliconCloud) -> None:
     (best,) = await store.asimilarity_search("red circle", k=1)
     assert best.page_content == "a red circle on white"
     assert embeddings.embed_query("x") == (await embeddings.aembed_query("x"))
+
+
+def test_content_from_documents_leaves_non_web_image_urls_to_the_policy(
+    llm: ChatSiliconVision, emu: LocalSiliconCloud, gallery: Path
+) -> None:
+    """image_path is the program's (the loader wrote it); a file: image_url is message
+    content, read only inside the chat model's allowed_dirs."""
+    url = (gallery / "a_red.png").as_uri()
+    blocks = content_from_documents([Document("red", metadata={"image_url": url})], "?")
+    assert blocks[0] == {"type": "image", "url": url}
+    with pytest.raises(ImageInputError, match="is a file: URL"):
+        llm.invoke([HumanMessage(content=blocks)])
+    assert emu.requests == []
+    opted = ChatSiliconVision(**emulator_params(model=QWEN, allowed_dirs=[gallery]))
+    assert "(red)" in opted.invoke([HumanMessage(content=blocks)]).text

@@ -154,12 +154,17 @@ def test_agent_uses_the_tool(llm: ChatSiliconVision, emu: LocalSiliconCloud) -> 
     assert [bool(r.body.get("tools")) for r in requests] == [True, False, True]
 
 
-def test_a_fetching_llm_never_fetches_untrusted_urls_client_side(emu: LocalSiliconCloud) -> None:
-    """fetch_urls=True would follow redirects the guard never checked: URLs go to the server."""
+def test_a_fetching_llm_has_the_tool_fetch_through_the_guard(emu: LocalSiliconCloud) -> None:
+    """fetch_urls=True: the tool fetches the URL itself, through the core's SSRF guard
+    with its own settings; the llm never fetches an agent's URL unchecked."""
     fetching = ChatSiliconVision(**emulator_params(model=QWEN, fetch_urls=True))
-    url = emu.serve_url("http://93.184.215.14/redirecting.png", make_image((20, 20), "green"))
-    message = call(SiliconVisionTool(llm=fetching), image=url, question="Colour?")
+    url = emu.add_file("green.png", make_image((20, 20), "green"))  # on 127.0.0.1
+    refused = call(SiliconVisionTool(llm=fetching), image=url, question="Colour?")
+    assert refused.status == "error" and "loopback" in str(refused.content)
+    assert emu.file_requests == [] and emu.requests == []
+    trusted = SiliconVisionTool(llm=fetching, allow_private_urls=True)
+    message = call(trusted, image=url, question="Colour?")
     assert message.status == "success" and "(green)" in str(message.content)
     request = emu.last_request
-    assert request is not None and [(i.source, i.url) for i in request.images] == [("url", url)]
-    assert fetching.fetch_urls  # the tool's own model is untouched
+    assert request is not None and [i.source for i in request.images] == ["data"]
+    assert len(emu.file_requests) == 1  # fetched once, by the tool

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from llama_index.core.base.llms.types import (
@@ -148,7 +149,11 @@ def test_fetch_urls_downloads_only_when_asked(make_llm: MakeLLM, emu: LocalSilic
     make_llm().chat([message])
     assert _seen(emu) == [(2000, 1000, "cyan", "low", "url")]
     assert emu.file_requests == []  # the client never fetched it
-    make_llm(fetch_urls=True).chat([message])
+    sent = len(emu.requests)
+    with pytest.raises(ImageInputError, match="loopback"):  # the SSRF guard: 127.0.0.1
+        make_llm(fetch_urls=True).chat([message])
+    assert emu.file_requests == [] and len(emu.requests) == sent
+    make_llm(fetch_urls=True, allow_private_urls=True).chat([message])
     assert _seen(emu) == [(896, 448, "cyan", "low", "data")]  # fetched, then downsized
 
 
@@ -405,3 +410,31 @@ def test_legacy_tool_calls_in_additional_kwargs(llm: SiliconVision, emu: LocalSi
     req = emu.last_request
     assert req is not None
     assert req.body["messages"][1]["tool_calls"] == [legacy]
+
+
+def test_file_urls_in_blocks_are_read_only_inside_allowed_dirs(
+    make_llm: MakeLLM, emu: LocalSiliconCloud, tmp_path: Path
+) -> None:
+    path = tmp_path / "red.png"
+    path.write_bytes(make_image((20, 10), "red"))
+    by_url = ChatMessage(blocks=[ImageBlock(url=path.as_uri()), TextBlock(text="?")])
+    with pytest.raises(ImageInputError, match=r"is a file: URL.*allowed_dirs=\[\.\.\.\]"):
+        make_llm().chat([by_url])
+    with pytest.raises(ImageInputError, match="is a file: URL"):
+        make_llm().complete("?", image_documents=[path.as_uri()])
+    assert emu.requests == []
+    make_llm(allowed_dirs=[tmp_path]).chat([by_url])
+    assert _seen(emu) == [(20, 10, "red", "high", "data")]
+    # ImageBlock(path=...) is the program's own choice: read with no allowed_dirs.
+    make_llm().chat([ChatMessage(blocks=[ImageBlock(path=path), TextBlock(text="?")])])
+    assert _seen(emu) == [(20, 10, "red", "high", "data")]
+
+
+@pytest.mark.parametrize("wrap", [bytearray, memoryview])
+def test_bytearray_and_memoryview_images(
+    make_llm: MakeLLM, emu: LocalSiliconCloud, wrap: Any
+) -> None:
+    make_llm().complete("?", image_documents=[wrap(make_image((20, 10), "red"))])
+    assert _seen(emu) == [(20, 10, "red", "high", "data")]
+    make_llm().complete("?", image_documents=wrap(make_image((20, 10), "blue")))
+    assert _seen(emu) == [(20, 10, "blue", "high", "data")]

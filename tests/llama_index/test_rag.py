@@ -17,6 +17,7 @@ from llama_index_siliconvision import (
     SiliconVisionCaptionReader,
     SiliconVisionEmbedding,
 )
+from siliconvision.errors import CaptionFailureWarning
 from siliconvision.testing import LocalSiliconCloud
 from tests.imaging import make_image
 
@@ -73,10 +74,21 @@ def test_reader_makes_image_documents_in_file_order_and_skips_failures(
     assert len(emu.requests) == 3  # the broken file never reached the server
 
 
+def test_reader_returns_the_good_documents_with_a_warning_by_default(
+    llm: SiliconVision, emu: LocalSiliconCloud, gallery: Path
+) -> None:
+    reader = SiliconVisionCaptionReader(llm)
+    with pytest.warns(CaptionFailureWarning, match=r"1 of 4 image\(s\).*broken\.png"):
+        documents = reader.load_data([gallery])
+    assert [Path(d.metadata["image_path"]).stem for d in documents] == list(COLOURS)
+    assert [Path(r.path).name for r in reader.failures] == ["broken.png"]
+    assert len(emu.requests) == len(COLOURS)  # every caption paid for is returned
+
+
 def test_reader_raises_after_the_batch_keeping_what_worked(
     llm: SiliconVision, gallery: Path
 ) -> None:
-    reader = SiliconVisionCaptionReader(llm)
+    reader = SiliconVisionCaptionReader(llm, on_error="raise")
     with pytest.raises(CaptionError, match=r"1 of 4 image\(s\) could not be captioned") as info:
         reader.load_data([gallery])
     assert "broken.png" in str(info.value)

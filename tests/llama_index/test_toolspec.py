@@ -152,3 +152,33 @@ def test_the_tool_uses_the_llms_settings(
     assert req is not None
     body = req.body
     assert (body["max_tokens"], body["temperature"], body["repetition_penalty"]) == (77, 0.2, 1.1)
+
+
+async def test_a_fetching_llm_has_the_tool_fetch_through_the_guard(
+    emu: LocalSiliconCloud,
+) -> None:
+    """The issue's second report: with fetch_urls=True the LLM fetched agent-chosen URLs
+    with no SSRF check on redirects. Now the tool fetches through the core's guard, with
+    its own resolver and allow_private_urls, exactly as the LangChain tool does."""
+    fetching = SiliconVision(
+        api_key=emu.api_key, base_url=emu.base_url, max_retries=0, fetch_urls=True
+    )
+    url = emu.add_file("green.png", make_image((20, 20), "green"))  # on 127.0.0.1
+    spec = SiliconVisionToolSpec(fetching)
+    for answer in (spec.ask_image(url, "Colour?"), await spec.aask_image(url, "Colour?")):
+        assert answer.startswith("Cannot answer:") and "loopback" in answer
+    resolved: list[str] = []
+
+    def rebinding_dns(host: str, port: int) -> Iterable[str]:
+        resolved.append(host)
+        return ["127.0.0.1"]
+
+    named = SiliconVisionToolSpec(fetching, resolver=rebinding_dns)
+    answer = named.ask_image("http://images.example.com/green.png", "Colour?")
+    assert "resolves to 127.0.0.1" in answer and resolved == ["images.example.com"]
+    assert emu.file_requests == [] and emu.requests == []
+    trusted = SiliconVisionToolSpec(fetching, allow_private_urls=True)
+    assert "(green)" in trusted.ask_image(url, "Colour?")
+    request = emu.last_request
+    assert request is not None and [i.source for i in request.images] == ["data"]
+    assert len(emu.file_requests) == 1  # fetched once, by the tool

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
+import sys
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -74,6 +77,53 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+# --------------------------------------------------------------------------- file watch
+
+
+class FileWatch:
+    """Every path opened (``open``, ``os.open``, ``io.open``; any thread) while watching.
+
+    One audit hook for the whole process (audit hooks cannot be removed): it records
+    only inside :meth:`watching`, so the rest of the suite pays a flag check per event.
+    """
+
+    def __init__(self) -> None:
+        self._active = threading.Event()
+        self._lock = threading.Lock()
+        self._opened: list[str] = []
+
+    def hook(self, event: str, args: tuple[Any, ...]) -> None:
+        if event == "open" and self._active.is_set() and args:
+            path = args[0]
+            if isinstance(path, (str, bytes, os.PathLike)):
+                with self._lock:
+                    self._opened.append(os.fsdecode(path))
+
+    @contextmanager
+    def watching(self) -> Iterator[list[str]]:
+        """The paths opened inside the block (the list fills in as they are opened)."""
+        with self._lock:
+            self._opened = opened = []
+        self._active.set()
+        try:
+            yield opened
+        finally:
+            self._active.clear()
+
+
+_WATCH: FileWatch | None = None
+
+
+@pytest.fixture(scope="session")
+def file_watch() -> FileWatch:
+    """The process-wide :class:`FileWatch` (its audit hook is installed once)."""
+    global _WATCH
+    if _WATCH is None:
+        _WATCH = FileWatch()
+        sys.addaudithook(_WATCH.hook)
+    return _WATCH
 
 
 # --------------------------------------------------------------------------- emulator

@@ -285,7 +285,11 @@ async def test_langchain_caption_loader_under_faults(
     emu.clear()
     _faulty(emu, seed=32)
     fragile = SiliconVisionCaptionLoader(
-        folder, llm=_lc_llm(emu, FRAGILE), concurrency=CONCURRENCY, max_attempts=1
+        folder,
+        llm=_lc_llm(emu, FRAGILE),
+        concurrency=CONCURRENCY,
+        max_attempts=1,
+        on_error="raise",
     )
     good, error = await _lc_load_partial(fragile, mode)
     ok = {d.metadata["image_path"]: d.page_content for d in good}
@@ -331,7 +335,7 @@ async def test_llama_index_caption_reader_under_faults(
     emu.clear()
     _faulty(emu, seed=42)
     fragile = SiliconVisionCaptionReader(
-        _li_llm(emu, FRAGILE), concurrency=CONCURRENCY, max_attempts=1
+        _li_llm(emu, FRAGILE), concurrency=CONCURRENCY, max_attempts=1, on_error="raise"
     )
     with pytest.raises(CaptionError) as info:
         await _li_load(fragile, folder, mode)

@@ -860,11 +860,18 @@ def test_fetch_urls_downloads_and_encodes(
     routes["/big.jpg"] = (200, {"Content-Type": "image/jpeg"}, big)
     routes["/small"] = (200, {"Content-Type": "application/octet-stream"}, small)
     prepared = prepare_image(
-        f"{base}/big.jpg?sig=1", model=QWEN, detail="low", fetch_urls=True, cache=None
+        f"{base}/big.jpg?sig=1",
+        model=QWEN,
+        detail="low",
+        fetch_urls=True,
+        allow_private_urls=True,
+        cache=None,
     )
     assert (prepared.width, prepared.height) == (597, 448) and prepared.resized
     assert prepared.source_label == f"{base}/big.jpg?…"
-    passthrough = prepare_image(f"{base}/small", model=TELEMM, fetch_urls=True, cache=None)
+    passthrough = prepare_image(
+        f"{base}/small", model=TELEMM, fetch_urls=True, allow_private_urls=True, cache=None
+    )
     assert payload(passthrough) == small
 
 
@@ -876,9 +883,14 @@ def test_fetch_follows_http_redirects_only(
     routes["/img"] = (200, {}, small)
     routes["/moved"] = (302, {"Location": "/img"}, b"")
     routes["/to-file"] = (302, {"Location": "file:///etc/passwd"}, b"")
-    assert payload(prepare_image(f"{base}/moved", fetch_urls=True, cache=None)) == small
+    assert (
+        payload(
+            prepare_image(f"{base}/moved", fetch_urls=True, allow_private_urls=True, cache=None)
+        )
+        == small
+    )
     with pytest.raises(ImageInputError, match="fetch failed"):
-        prepare_image(f"{base}/to-file", fetch_urls=True, cache=None)
+        prepare_image(f"{base}/to-file", fetch_urls=True, allow_private_urls=True, cache=None)
 
 
 def test_fetch_errors(server: tuple[str, dict[str, tuple[int, dict[str, str], bytes]]]) -> None:
@@ -887,13 +899,27 @@ def test_fetch_errors(server: tuple[str, dict[str, tuple[int, dict[str, str], by
     routes["/huge"] = (200, {}, b"\xff" * 5000)
     routes["/unsized"] = (200, {"Connection": "close"}, b"\xff" * 5000)
     with pytest.raises(ImageInputError, match="not an image"):
-        prepare_image(f"{base}/text", fetch_urls=True, cache=None)
+        prepare_image(f"{base}/text", fetch_urls=True, allow_private_urls=True, cache=None)
     with pytest.raises(ImageInputError, match="exceeds max_fetch_bytes"):
-        prepare_image(f"{base}/huge", fetch_urls=True, max_fetch_bytes=1000, cache=None)
+        prepare_image(
+            f"{base}/huge",
+            fetch_urls=True,
+            allow_private_urls=True,
+            max_fetch_bytes=1000,
+            cache=None,
+        )
     with pytest.raises(ImageInputError, match="exceeds max_fetch_bytes"):
-        prepare_image(f"{base}/unsized", fetch_urls=True, max_fetch_bytes=1000, cache=None)
+        prepare_image(
+            f"{base}/unsized",
+            fetch_urls=True,
+            allow_private_urls=True,
+            max_fetch_bytes=1000,
+            cache=None,
+        )
     with pytest.raises(ImageInputError) as exc:
-        prepare_image(f"{base}/gone?token=SECRET", fetch_urls=True, cache=None)
+        prepare_image(
+            f"{base}/gone?token=SECRET", fetch_urls=True, allow_private_urls=True, cache=None
+        )
     assert "HTTP 404" in reason(exc) and "SECRET" not in reason(exc)
 
 
@@ -904,7 +930,9 @@ def test_fetch_connection_refused_is_an_input_error() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(ImageInputError, match="fetch failed"):
-        prepare_image(f"http://127.0.0.1:{port}/a.png", fetch_urls=True, cache=None)
+        prepare_image(
+            f"http://127.0.0.1:{port}/a.png", fetch_urls=True, allow_private_urls=True, cache=None
+        )
 
 
 def test_fetch_timeout() -> None:
@@ -916,7 +944,11 @@ def test_fetch_timeout() -> None:
         port = sock.getsockname()[1]
         with pytest.raises(ImageInputError, match="timed out"):
             prepare_image(
-                f"http://127.0.0.1:{port}/a.png", fetch_urls=True, fetch_timeout=0.3, cache=None
+                f"http://127.0.0.1:{port}/a.png",
+                fetch_urls=True,
+                allow_private_urls=True,
+                fetch_timeout=0.3,
+                cache=None,
             )
 
 

@@ -50,7 +50,9 @@ def test_check_sees_every_hop_and_can_refuse_a_redirect(server: str) -> None:
     def allow_all(url: str) -> None:
         seen.append(url)
 
-    image = prepare_image(f"{server}/hop", fetch_urls=True, url_check=allow_all, cache=None)
+    image = prepare_image(
+        f"{server}/hop", fetch_urls=True, allow_private_urls=True, url_check=allow_all, cache=None
+    )
     assert image.mime_type == "image/png"
     assert seen == [f"{server}/hop", f"{server}/img.png"]
 
@@ -59,6 +61,18 @@ def test_check_sees_every_hop_and_can_refuse_a_redirect(server: str) -> None:
             raise ValueError("private target")
 
     with pytest.raises(ImageInputError, match="redirect refused: private target"):
-        prepare_image(f"{server}/hop", fetch_urls=True, url_check=refuse_images, cache=None)
+        prepare_image(
+            f"{server}/hop",
+            fetch_urls=True,
+            allow_private_urls=True,
+            url_check=refuse_images,
+            cache=None,
+        )
     with pytest.raises(ImageInputError, match="fetch refused: private target"):
-        prepare_image(f"{server}/img.png", fetch_urls=True, url_check=refuse_images, cache=None)
+        prepare_image(
+            f"{server}/img.png",
+            fetch_urls=True,
+            allow_private_urls=True,
+            url_check=refuse_images,
+            cache=None,
+        )
