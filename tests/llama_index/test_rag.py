@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from llama_index_siliconvision import (
 from siliconvision.errors import CaptionFailureWarning
 from siliconvision.testing import LocalSiliconCloud
 from tests.imaging import make_image
+
+_LLAMA_INDEX_CORE = tuple(int(p) for p in version("llama-index-core").split(".")[:3])
 
 COLOURS = ("green", "red", "blue")
 
@@ -183,9 +186,12 @@ async def test_multimodal_query_engine_async_and_streaming(
     streaming = _rag_engine(llm, embed, gallery, streaming=True)
     answer = streaming.query("Show me the green one.")
     tokens = list(answer.response_gen)  # type: ignore[union-attr]
-    assert len(tokens) > 3 and "(green)" in "".join(tokens)
+    assert "(green)" in "".join(tokens)
     last = emu.last_request
     assert last is not None and last.stream and last.images[0].color_name == "green"
+    if _LLAMA_INDEX_CORE >= (0, 14, 25):
+        # earlier releases' refine synthesizer gathers the streamed tokens into one answer
+        assert len(tokens) > 3
 
 
 def test_multimodal_vector_store_index_retrieval_to_image_parts(
