@@ -35,7 +35,6 @@ import base64
 import binascii
 import difflib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -57,12 +56,11 @@ from llama_index.core.constants import DEFAULT_NUM_OUTPUTS
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.llms.utils import parse_partial_json
 from llama_index.core.schema import BaseNode, ImageNode, NodeWithScore
-from PIL import Image as PILImage
 
 from siliconvision.catalog import ModelSpec, get_model_spec
 from siliconvision.content import Image, Video
 from siliconvision.errors import ContentError, ImageInputError
-from siliconvision.images import is_data_uri, is_image_url
+from siliconvision.images import is_data_uri, is_image_source, is_image_url
 from siliconvision.wire import (
     EXTRA_FIELDS,
     STANDARD_FIELDS,
@@ -313,8 +311,10 @@ def image_source_to_item(source: object, where: str = "image") -> Image | dict[s
 
     Accepts ``ImageDocument``, ``ImageNode``, any node with an image resource (also
     wrapped in the ``NodeWithScore`` a retriever returns), ``ImageBlock``, a ``str``
-    (http(s) URL, data URI, ``file:`` URL or file path), an ``os.PathLike``,
-    ``bytes``, ``bytearray``, ``memoryview`` or a ``PIL.Image``;
+    (http(s) URL, data URI, ``file:`` URL or file path), or any other
+    :data:`~siliconvision.images.ImageSource` (an ``os.PathLike``, ``bytes``,
+    ``bytearray``, ``memoryview``, a binary file object, a ``PIL.Image``, a
+    :class:`~siliconvision.images.Base64Image`);
     anything else raises ``ContentError``. Paths (a ``str`` path, ``image_path``) are
     the program's own choice and are read; a ``file:`` URL (also in a node's
     ``image_url``) is read only inside the LLM's ``allowed_dirs``. URLs are never
@@ -337,9 +337,7 @@ def image_source_to_item(source: object, where: str = "image") -> Image | dict[s
         if source[:5].lower() == "file:":
             return _message_image(source, None)
         return Image(Path(source))
-    if isinstance(source, os.PathLike):
-        return Image(Path(os.fspath(source)))
-    if isinstance(source, (bytes, bytearray, memoryview, PILImage.Image)):
+    if is_image_source(source):  # bytes-likes, paths, file objects, PIL images, base64
         return Image(source)
     raise ContentError(
         f"{where}: cannot use a {type(source).__name__} as an image; pass ImageDocument, "
@@ -362,9 +360,7 @@ def completion_to_wire_messages(
         raise ContentError(f"prompt must be a string, got {type(prompt).__name__}")
     if image_documents is None:
         image_documents = []
-    elif isinstance(
-        image_documents, (str, bytes, bytearray, memoryview, os.PathLike)
-    ) or not isinstance(image_documents, Sequence):
+    elif is_image_source(image_documents) or not isinstance(image_documents, Sequence):
         image_documents = [image_documents]
     items: list[object] = [
         image_source_to_item(doc, f"image_documents[{i}]") for i, doc in enumerate(image_documents)
