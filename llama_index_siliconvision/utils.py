@@ -31,8 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import difflib
 import json
 from collections.abc import Mapping, Sequence
@@ -60,7 +58,7 @@ from llama_index.core.schema import BaseNode, ImageNode, NodeWithScore
 from siliconvision.catalog import ModelSpec, get_model_spec
 from siliconvision.content import Image, Video
 from siliconvision.errors import ContentError, ImageInputError
-from siliconvision.images import is_data_uri, is_image_source, is_image_url
+from siliconvision.images import Base64Image, is_data_uri, is_image_source, is_image_url
 from siliconvision.wire import (
     EXTRA_FIELDS,
     STANDARD_FIELDS,
@@ -275,13 +273,6 @@ def to_wire_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     return [to_wire_message(m, f"message {i}") for i, m in enumerate(messages)]
 
 
-def _decode_b64(data: str | bytes, where: str) -> bytes:
-    try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ContentError(f"{where}: image data is not valid base64 ({exc})") from exc
-
-
 def _node_item(node: BaseNode, where: str) -> Image | dict[str, Any]:
     """An ``ImageNode``/``ImageDocument``/``Node`` with an image resource, without fetching."""
     image: Any = getattr(node, "image", None)
@@ -292,8 +283,9 @@ def _node_item(node: BaseNode, where: str) -> Image | dict[str, Any]:
         image = image or (resource.data.decode("ascii") if resource.data else None)
         image_path = image_path or (str(resource.path) if resource.path else None)
         image_url = image_url or (str(resource.url) if resource.url else None)
-    if image:
-        return Image(_decode_b64(image, where))
+    if image:  # base64 text (LlamaIndex stores images so), decoded by the core
+        text = image.decode("latin-1") if isinstance(image, (bytes, bytearray)) else str(image)
+        return Image(Base64Image(text))
     if image_path:
         return Image(Path(image_path))
     if image_url:  # a URL field: message policy for anything but http(s) and data:

@@ -20,6 +20,7 @@ from ..errors import ImageInputError
 __all__ = [
     "DecodedBase64",
     "base64_header",
+    "base64_text",
     "data_uri",
     "decode_base64",
     "decode_data_uri",
@@ -111,6 +112,11 @@ def base64_header(mime_type: str, label: str) -> str:
     return header
 
 
-def data_uri(data: bytes | bytearray | memoryview, mime_type: str) -> str:
-    """The ``data:`` URI of ``data``."""
-    return f"data:{mime_type};base64,{binascii.b2a_base64(data, newline=False).decode('ascii')}"
+def base64_text(data: bytes | bytearray | memoryview) -> str:
+    """``data`` as base64 (no line breaks)."""
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+def data_uri(data: bytes | bytearray | memoryview | str, mime_type: str) -> str:
+    """The ``data:`` URI of ``data`` (bytes, or their base64 text)."""
+    return f"data:{mime_type};base64,{data if isinstance(data, str) else base64_text(data)}"

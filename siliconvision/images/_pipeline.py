@@ -10,7 +10,6 @@ checked, kept, as base64.
 
 from __future__ import annotations
 
-import binascii
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Final
@@ -21,7 +20,7 @@ from ..catalog import Detail, ModelSpec
 from ..errors import ImageInputError
 from ..tokens import client_target_size
 from ._cache import ImageCache
-from ._datauri import data_uri
+from ._datauri import base64_text, data_uri
 from ._decode import (
     check_size,
     exc_text,
@@ -167,16 +166,14 @@ def keep_as_base64(source: EncodedBytes, label: str, opts: Options) -> EncodedIm
                 read_every_byte(img, label)
     if mime is None:  # a format servers do not take: converted as prepare_image does
         return as_encoded_image(prepare_bytes(EncodedBytes(data), label, opts))
-    payload = source.base64
-    if payload is None:
-        payload = binascii.b2a_base64(data, newline=False).decode("ascii")
+    payload = base64_text(data) if source.base64 is None else source.base64
     return EncodedImage(payload, mime, width, height, fmt, nbytes(data), False, label)
 
 
 def as_encoded_image(prepared: PreparedImage) -> EncodedImage:
     """A converted image (encoded by us, as base64) as :func:`encode_image` returns it."""
     return EncodedImage(
-        data=prepared.url.partition(",")[2],
+        data=prepared.base64 or "",
         mime_type=prepared.mime_type or "",
         width=prepared.width or 0,
         height=prepared.height or 0,
@@ -217,10 +214,8 @@ def _sent_as_is(source: EncodedBytes, plan: _Plan, label: str, opts: Options) ->
     mime = MIME_TYPES[plan.fmt]
     if source.data_uri is not None and source.data_uri.startswith(f"data:{mime};base64,"):
         url = source.data_uri
-    elif source.base64 is not None:
-        url = f"data:{mime};base64,{source.base64}"
     else:
-        url = data_uri(source.data, mime)
+        url = data_uri(source.data if source.base64 is None else source.base64, mime)
     return PreparedImage(
         url=url,
         detail=opts.detail,

@@ -50,6 +50,21 @@ class PreparedImage:
         """True when ``url`` is an http(s) URL the server will fetch itself."""
         return self.mime_type is None
 
+    @property
+    def base64(self) -> str | None:
+        """The base64 payload of the ``data:`` URI ``url`` is (``None`` for an http(s) URL).
+
+        >>> import base64, io
+        >>> from PIL import Image as PILImage
+        >>> from siliconvision.images import prepare_image
+        >>> buf = io.BytesIO(); PILImage.new("L", (1, 1)).save(buf, "PNG")
+        >>> base64.b64decode(prepare_image(buf.getvalue(), cache=None).base64) == buf.getvalue()
+        True
+        >>> prepare_image("https://example.com/a.png").base64 is None
+        True
+        """
+        return None if self.is_url else self.url.partition(",")[2]
+
     def __repr__(self) -> str:
         url = self.url if len(self.url) <= 80 else f"{self.url[:60]}...({len(self.url)} chars)"
         return (

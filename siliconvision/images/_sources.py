@@ -75,14 +75,18 @@ class Base64Image:
     """Base64 image data with its declared MIME type, as framework image blocks hold it
     (``{"base64": ..., "mime_type": ...}``): an image source prepared exactly as the
     ``data:`` URI it stands for (the same validation and cache entries), without
-    building that URI unless the image is sent as it is.
+    building that URI unless the image is sent as it is. The real format is always
+    sniffed from the bytes; ``mime_type=None`` (a block that declares none) declares
+    nothing to check.
 
     >>> Base64Image("iVBORw0KGgo=", "image/png")
     Base64Image(data=<12 base64 chars>, mime_type='image/png')
+    >>> Base64Image("iVBORw0KGgo=")
+    Base64Image(data=<12 base64 chars>, mime_type=None)
     """
 
     data: str
-    mime_type: str
+    mime_type: str | None = None
 
     def __repr__(self) -> str:
         return f"Base64Image(data=<{len(self.data):,} base64 chars>, mime_type={self.mime_type!r})"
@@ -286,10 +290,14 @@ class Base64Data(Base64Text):
 
     @property
     def label(self) -> str:
-        return f"<base64 {_shorten(self.image.mime_type, 40)}, {len(self.image.data):,} chars>"
+        mime = "?" if self.image.mime_type is None else _shorten(self.image.mime_type, 40)
+        return f"<base64 {mime}, {len(self.image.data):,} chars>"
 
     def uri_text(self) -> tuple[str, str]:
-        return base64_header(self.image.mime_type, self.label) + ",", self.image.data
+        mime = self.image.mime_type
+        if mime is None:  # no type declared: a prefix no data URI of an image has
+            return "data:;base64,", self.image.data
+        return base64_header(mime, self.label) + ",", self.image.data
 
     def read(self) -> EncodedBytes:
         self.uri_text()  # its MIME type must be image/<type>

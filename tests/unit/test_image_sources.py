@@ -65,6 +65,7 @@ BYTES_FORMS: dict[str, Callable[[], Any]] = {
     "memoryview of bytearray": lambda: memoryview(bytearray(PNG)),
     "file object": lambda: io.BytesIO(PNG),
     "Base64Image": lambda: Base64Image(B64, "image/png"),
+    "Base64Image without a type": lambda: Base64Image(B64),
     "data URI": lambda: "data:image/png;base64," + B64,
 }
 
@@ -129,6 +130,19 @@ def test_every_core_entry_point_takes_every_form_of_bytes(form: str) -> None:
     for images in (make(), [make()], (make(), make())):
         sent = client.prepare_messages(client.ask_messages(images, "q"))[0]["content"]
         assert sent[:-1] == [expected] * (2 if isinstance(images, tuple) else 1)
+
+
+def test_base64_is_decoded_by_the_core_only() -> None:
+    """Base64 without a declared type (a framework block without ``mime_type``) is
+    decoded once, by the core, with the same checks as any other."""
+    assert prepare_image(Base64Image(B64), cache=None).mime_type == "image/png"  # sniffed
+    assert encode_image(Base64Image(B64), cache=None).data == B64  # clean: kept as it is
+    with pytest.raises(ImageInputError, match=r"<base64 \?, 8 chars>.*invalid base64"):
+        prepare_image(Base64Image("%%%%%%%%"), cache=None)
+    with pytest.raises(ImageInputError, match="not an image"):
+        encode_image(Base64Image(base64.b64encode(b"hello").decode()), cache=None)
+    with pytest.raises(ImageInputError, match="is not image/<type>"):
+        prepare_image(Base64Image(B64, "text/plain"), cache=None)
 
 
 def test_a_file_object_is_one_item_not_a_sequence_of_lines() -> None:
