@@ -75,8 +75,8 @@ from siliconvision.errors import ContentError
 from siliconvision.guards import DEFAULT_MAX_FILE_BYTES
 from siliconvision.images import Base64Image
 from siliconvision.tokens import estimate_prompt_tokens, estimate_text_tokens
-from siliconvision.wire import ChatResult as CoreChatResult
 from siliconvision.wire import (
+    ChatReply,
     StreamDelta,
     Usage,
     build_chat_request,
@@ -378,7 +378,7 @@ def _usage_metadata(usage: Usage | None) -> UsageMetadata | None:
     return metadata
 
 
-def _parse_tool_calls(result: CoreChatResult) -> tuple[list[ToolCall], list[InvalidToolCall]]:
+def _parse_tool_calls(result: ChatReply) -> tuple[list[ToolCall], list[InvalidToolCall]]:
     calls: list[ToolCall] = []
     invalid: list[InvalidToolCall] = []
     for call in result.tool_calls:
@@ -432,7 +432,7 @@ def _response_metadata(
     return metadata
 
 
-def _ai_message(result: CoreChatResult, model_name: str) -> AIMessage:
+def _ai_message(result: ChatReply, model_name: str) -> AIMessage:
     calls, invalid = _parse_tool_calls(result)
     additional_kwargs: dict[str, Any] = {}
     if result.reasoning_content:
@@ -454,7 +454,7 @@ def _ai_message(result: CoreChatResult, model_name: str) -> AIMessage:
     )
 
 
-def _chat_result(result: CoreChatResult, requested_model: str) -> ChatResult:
+def _chat_result(result: ChatReply, requested_model: str) -> ChatResult:
     """One generation per choice (``n > 1``: several). The usage counts the whole
     request, so it is on the first generation's message only (summing the messages'
     usage gives the bill)."""

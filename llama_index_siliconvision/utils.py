@@ -4,7 +4,7 @@ Nothing here talks to the network or knows SiliconCloud's rules: messages become
 OpenAI-format dicts whose content items are core objects
 (:class:`siliconvision.content.Image`, :class:`siliconvision.content.Video`), and the
 core's :func:`~siliconvision.content.prepare_messages` then applies order, detail,
-downsizing and the tool-image move. Results (:class:`~siliconvision.wire.ChatResult`,
+downsizing and the tool-image move. Results (:class:`~siliconvision.wire.ChatReply`,
 :class:`~siliconvision.wire.StreamDelta`) become ``ChatResponse``/``CompletionResponse``.
 
 Block policy (every LlamaIndex block is either sent or refused, never dropped):
@@ -62,7 +62,7 @@ from siliconvision.images import Base64Image, is_data_uri, is_image_source, is_i
 from siliconvision.wire import (
     EXTRA_FIELDS,
     STANDARD_FIELDS,
-    ChatResult,
+    ChatReply,
     StreamAccumulator,
     StreamDelta,
     ToolCall,
@@ -594,7 +594,7 @@ def _assistant_message(blocks: list[Any], tool_calls: Sequence[ToolCall]) -> Cha
     return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks, additional_kwargs=extra)
 
 
-def _response_kwargs(result: ChatResult) -> dict[str, Any]:
+def _response_kwargs(result: ChatReply) -> dict[str, Any]:
     out: dict[str, Any] = dict(usage_kwargs(result.usage))
     if result.finish_reason:
         out["finish_reason"] = result.finish_reason
@@ -603,7 +603,7 @@ def _response_kwargs(result: ChatResult) -> dict[str, Any]:
     return out
 
 
-def chat_response_from_result(result: ChatResult) -> ChatResponse:
+def chat_response_from_result(result: ChatReply) -> ChatResponse:
     """A ``ChatResponse``: ``ThinkingBlock`` (reasoning), ``TextBlock``, ``ToolCallBlock``s.
 
     ``raw`` is the response dict; ``additional_kwargs`` holds the token counts,
