@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias, cast
 
+from ._datauri import data_uri
 from .catalog import (
     IMAGE_ORDERS,
     Detail,
@@ -52,7 +53,6 @@ from .images import (
     is_image_url,
     prepare_image,
 )
-from .images._datauri import data_uri
 
 __all__ = [
     "ContentItem",

@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._datauri import decode_data_uri, is_data_uri
 from .catalog import Detail, ModelSpec, TokenRule, get_model_spec
 
 __all__ = [
@@ -408,8 +409,6 @@ def _image_size(url: str) -> tuple[int, int]:
     import io
 
     from PIL import Image as PILImage
-
-    from .images._datauri import decode_data_uri, is_data_uri  # here: images imports us
 
     if not is_data_uri(url):
         return URL_IMAGE_SIZE_ASSUMED

@@ -66,7 +66,6 @@ The package, one concern per module (the names are re-exported here):
 
 - ``_sources``: :data:`ImageSource`, :class:`Base64Image` and the one dispatch that
   tells sources apart (URL, pixels, local file, base64 text, bytes, file object);
-- ``_datauri``: base64 and ``data:`` URIs, parsed and built;
 - ``_decode``: header, decompression bombs, size and aspect limits, EXIF orientation,
   pixel decoding and byte-structure checks;
 - ``_resize``: working mode, BICUBIC resize (in strips on two threads), orientation;
@@ -74,10 +73,15 @@ The package, one concern per module (the names are re-exported here):
 - ``_pipeline``: bytes or pixels to a result, planned from the header;
 - ``_cache``: the LRU cache; ``_results``: :class:`PreparedImage`, :class:`EncodedImage`;
 - ``_prepare``: :func:`prepare_image`, :func:`image_part`, :func:`encode_image`.
+
+Base64 and ``data:`` URIs are read and written by :mod:`siliconvision._datauri`, beside
+this package: the token estimate of prepared messages reads them too, and the images
+depend on the token rules, not the other way round. The guarded URL fetch and the file
+policy are :mod:`siliconvision.guards`'.
 """
 
+from .._datauri import is_data_uri
 from ._cache import DEFAULT_CACHE, ImageCache
-from ._datauri import is_data_uri
 from ._decode import DEFAULT_MAX_IMAGE_PIXELS
 from ._encode import ACCEPTED_FORMATS
 from ._prepare import encode_image, image_part, prepare_image

@@ -16,11 +16,11 @@ from typing import Final
 
 from PIL import Image as PILImage
 
+from .._datauri import base64_text, data_uri
 from ..catalog import Detail, ModelSpec
 from ..errors import ImageInputError
 from ..tokens import client_target_size
 from ._cache import ImageCache
-from ._datauri import base64_text, data_uri
 from ._decode import (
     check_size,
     exc_text,

@@ -37,15 +37,15 @@ from typing import Any, BinaryIO, Final, TypeAlias, get_args, get_origin
 from PIL import Image as PILImage
 from typing_extensions import TypeIs, assert_never
 
-from ..errors import ImageInputError
-from ..guards import DEFAULT_MAX_FILE_BYTES, LocalFileError, check_local_file, read_checked_file
-from ._datauri import (
+from .._datauri import (
     base64_header,
     decode_base64,
     decode_data_uri,
     is_data_uri,
     looks_like_base64,
 )
+from ..errors import ImageInputError
+from ..guards import DEFAULT_MAX_FILE_BYTES, LocalFileError, check_local_file, read_checked_file
 
 __all__ = [
     "Base64Data",

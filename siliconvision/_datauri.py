@@ -1,4 +1,5 @@
-"""Base64 and ``data:`` URIs, read and written here once for the whole package.
+"""Base64 and ``data:`` URIs, read and written here once for the whole package (the
+images, content's videos, the token estimate of prepared messages).
 
 Example:
     >>> decode_data_uri("data:image/png;base64,aGk=", "<label>")
@@ -15,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from typing import Final
 
-from ..errors import ImageInputError
+from .errors import ImageInputError
 
 __all__ = [
     "DecodedBase64",
