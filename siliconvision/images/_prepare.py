@@ -18,8 +18,14 @@ from ..errors import ImageInputError
 from ..guards import DEFAULT_MAX_FILE_BYTES, UrlCheck, fetch_url
 from ._cache import DEFAULT_CACHE, ImageCache, cached, relabelled
 from ._decode import DEFAULT_MAX_IMAGE_PIXELS
-from ._pipeline import NO_MODEL, Options, as_encoded_image, keep_as_base64, prepare_bytes
-from ._pipeline import prepare_pixels as _prepare_pixels
+from ._pipeline import (
+    NO_MODEL,
+    Options,
+    as_encoded_image,
+    keep_as_base64,
+    prepare_bytes,
+    prepare_pixels,
+)
 from ._results import EncodedImage, PreparedImage
 from ._sources import (
     Base64Text,
@@ -98,7 +104,7 @@ def prepare_image(
         )
         return _prepare_read_bytes(EncodedBytes(data), label, opts)
     elif isinstance(found, Pixels):
-        return _prepare_pixels(found.image, label, opts)  # never cached: no bytes to key
+        return prepare_pixels(found.image, label, opts)  # never cached: no bytes to key
     elif isinstance(found, EncodedSource):
         return _prepare_encoded(found, label, opts)
     else:
@@ -157,8 +163,8 @@ def encode_image(
     if isinstance(found, RemoteImage):
         raise ImageInputError(label, "an http(s) URL has no bytes to encode; send it as a URL")
     elif isinstance(found, Pixels):
-        return as_encoded_image(_prepare_pixels(found.image, label, opts))
-    elif isinstance(found, LocalFile):  # cached by the file's identity (encoding costs less)
+        return as_encoded_image(prepare_pixels(found.image, label, opts))
+    elif isinstance(found, LocalFile):  # found by its identity, unread; other bytes: not cached
         key = ("base64", *found.identity(), max_image_pixels)
         return cached(
             cache, key, label, EncodedImage, lambda: keep_as_base64(found.read(), label, opts)

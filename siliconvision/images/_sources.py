@@ -11,8 +11,13 @@ them apart, once for the whole package, and names each as one of a few kinds
   :class:`Base64Data` (base64 text, decoded when needed: :class:`Base64Text`),
   :class:`Buffer` (bytes in memory) and :class:`Stream` (a binary file object).
 
-A new kind of source is a new class here and one more branch of :func:`open_source`;
-the type checker then names every place that must handle it.
+Adding a source: a new form of input is one more member of :data:`ImageSource` and one
+more branch of :func:`open_source`, whose ``assert_never`` makes the type checker ask
+for it. A new kind that is not one image's encoded bytes (a PDF's pages, told by their
+``%PDF-`` header, say) is one more member of :data:`Source`, and the ``assert_never``
+of :func:`~siliconvision.images.prepare_image` and
+:func:`~siliconvision.images.encode_image` ask for its handling; more encoded bytes are
+one more :class:`EncodedSource`.
 
 Example:
     >>> open_source("https://example.com/cat.png")
@@ -32,7 +37,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Hashable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, BinaryIO, Final, TypeAlias, get_args, get_origin
+from typing import BinaryIO, Final, TypeAlias, get_args, get_origin
 
 from PIL import Image as PILImage
 from typing_extensions import TypeIs, assert_never
@@ -324,7 +329,7 @@ class Buffer(EncodedSource):
 class Stream(EncodedSource):
     """A binary file object, read whole (once) when needed."""
 
-    stream: Any
+    stream: BinaryIO
 
     @property
     def label(self) -> str:
