@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from siliconvision.catalog import Detail
+from siliconvision.catalog import Detail, as_detail, detail_error
 from siliconvision.errors import ContentError, ImageInputError
 from siliconvision.images import ImageSource, encode_image, is_image_url, prepare_image
 
@@ -47,9 +47,9 @@ def image_block(
         ...     {"type": "text", "text": "Does the chart match the photo?"},
         ... ])  # doctest: +SKIP
     """
-    if detail is not None and detail not in ("low", "high", "auto"):
+    if detail is not None and as_detail(detail) is None:
         # ContentError (a ValueError): the package's documented input error, like the rest
-        raise ContentError(f"detail must be 'low', 'high' or 'auto', got {detail!r}")
+        raise ContentError(detail_error(detail))
     block: dict[str, Any]
     if isinstance(source, str) and is_image_url(source):
         prepared = prepare_image(source, model=model, detail=detail, cache=None)
@@ -59,10 +59,9 @@ def image_block(
         block = {"type": "image", "base64": encoded.data, "mime_type": encoded.mime_type}
     else:
         prepared = prepare_image(source, model=model, detail=detail)
-        header, _, payload = prepared.url.partition(",")
-        if not header.endswith(";base64") or not prepared.mime_type or not payload:
+        if prepared.base64 is None or prepared.mime_type is None:  # not a URL: cannot be
             raise ImageInputError(prepared.source_label, "could not be encoded as base64")
-        block = {"type": "image", "base64": payload, "mime_type": prepared.mime_type}
+        block = {"type": "image", "base64": prepared.base64, "mime_type": prepared.mime_type}
     if detail is not None:
         block["extras"] = {"detail": detail}
     return block

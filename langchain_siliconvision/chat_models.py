@@ -11,8 +11,6 @@ Message conversion lives in small module-level functions (:func:`_format_image`,
 
 from __future__ import annotations
 
-import base64
-import binascii
 import difflib
 import json
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -77,8 +75,8 @@ from siliconvision.errors import ContentError
 from siliconvision.guards import DEFAULT_MAX_FILE_BYTES
 from siliconvision.images import Base64Image
 from siliconvision.tokens import estimate_prompt_tokens, estimate_text_tokens
-from siliconvision.wire import ChatResult as CoreChatResult
 from siliconvision.wire import (
+    ChatReply,
     StreamDelta,
     Usage,
     build_chat_request,
@@ -134,20 +132,15 @@ def _image_url_part(url: str, detail: Any) -> dict[str, Any]:
     return {"type": "image_url", "image_url": body}
 
 
-def _from_base64(data: Any, mime_type: Any, detail: Any, where: str) -> dict[str, Any] | Image:
+def _from_base64(data: Any, mime_type: Any, detail: Any, where: str) -> Image:
+    """Base64 data as the core's :class:`~siliconvision.images.Base64Image`, decoded (and
+    its real format sniffed) by the core when it is prepared. Not a ``data:`` URI: that
+    would copy the whole payload once more, for nothing when the image is downsized."""
     if not isinstance(data, str) or not data:
         raise ContentError(f"{where}: base64 image data must be a non-empty string")
-    if isinstance(mime_type, str) and mime_type.lower().startswith("image/"):
-        # Not a ``data:`` URI: that would copy the whole payload once more, for
-        # nothing when the image is downsized (the core builds the URI it sends).
-        return Image(Base64Image(data, mime_type), detail=detail)
-    if mime_type:
+    if mime_type and not (isinstance(mime_type, str) and mime_type.lower().startswith("image/")):
         raise ContentError(f"{where}: mime_type {mime_type!r} is not an image type")
-    try:  # no MIME type given: the core sniffs the real format from the bytes
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise ContentError(f"{where}: the base64 image data is not valid base64") from None
-    return Image(raw, detail=detail)
+    return Image(Base64Image(data, mime_type or None), detail=detail)
 
 
 def _no_files_api(file_id: Any, where: str) -> ContentError:
@@ -161,8 +154,7 @@ def _no_files_api(file_id: Any, where: str) -> ContentError:
 def _format_image(block: Mapping[str, Any], where: str) -> dict[str, Any] | Image:
     """One image block (v1 standard, v0 ``source_type``, or Anthropic ``source``) as an
     ``image_url`` part (URLs) or a :class:`~siliconvision.content.Image` (base64 data:
-    a :class:`~siliconvision.images.Base64Image`, or the decoded bytes when no MIME
-    type is given), with its ``detail``."""
+    a :class:`~siliconvision.images.Base64Image`), with its ``detail``."""
     detail = _detail_of(block)
     source_type = block.get("source_type")
     if source_type is not None:  # the older v0 form
@@ -386,7 +378,7 @@ def _usage_metadata(usage: Usage | None) -> UsageMetadata | None:
     return metadata
 
 
-def _parse_tool_calls(result: CoreChatResult) -> tuple[list[ToolCall], list[InvalidToolCall]]:
+def _parse_tool_calls(result: ChatReply) -> tuple[list[ToolCall], list[InvalidToolCall]]:
     calls: list[ToolCall] = []
     invalid: list[InvalidToolCall] = []
     for call in result.tool_calls:
@@ -440,7 +432,7 @@ def _response_metadata(
     return metadata
 
 
-def _ai_message(result: CoreChatResult, model_name: str) -> AIMessage:
+def _ai_message(result: ChatReply, model_name: str) -> AIMessage:
     calls, invalid = _parse_tool_calls(result)
     additional_kwargs: dict[str, Any] = {}
     if result.reasoning_content:
@@ -462,7 +454,7 @@ def _ai_message(result: CoreChatResult, model_name: str) -> AIMessage:
     )
 
 
-def _chat_result(result: CoreChatResult, requested_model: str) -> ChatResult:
+def _chat_result(result: ChatReply, requested_model: str) -> ChatResult:
     """One generation per choice (``n > 1``: several). The usage counts the whole
     request, so it is on the first generation's message only (summing the messages'
     usage gives the bill)."""

@@ -33,7 +33,7 @@ from siliconvision.captions import (
 from siliconvision.catalog import Detail
 from siliconvision.client import DEFAULT_MODEL, SiliconVisionClient
 from siliconvision.errors import CaptionFailureWarning, SiliconVisionError, describe_failures
-from siliconvision.wire import ChatResult as CoreChatResult
+from siliconvision.wire import ChatReply
 
 from .chat_models import PROVIDER, ChatSiliconVision, _chat_result
 
@@ -89,7 +89,7 @@ def _shown(messages: Sequence[Mapping[str, Any]]) -> list[BaseMessage]:
     return [HumanMessage(content=list(m["content"])) for m in messages]
 
 
-def _llm_result(result: CoreChatResult, model: str) -> LLMResult:
+def _llm_result(result: ChatReply, model: str) -> LLMResult:
     chat = _chat_result(result, model)
     return LLMResult(generations=[list(chat.generations)], llm_output=chat.llm_output)
 
@@ -261,7 +261,7 @@ class SiliconVisionCaptionLoader(BaseLoader):
 
     def _send(
         self, client: SiliconVisionClient, path: Path, messages: Any, **options: Any
-    ) -> CoreChatResult:
+    ) -> ChatReply:
         manager = CallbackManager.configure(*self._callback_args(options["model"]))
         if not manager.handlers:
             return client.chat(messages, **options)
@@ -276,7 +276,7 @@ class SiliconVisionCaptionLoader(BaseLoader):
 
     async def _asend(
         self, client: SiliconVisionClient, path: Path, messages: Any, **options: Any
-    ) -> CoreChatResult:
+    ) -> ChatReply:
         manager = AsyncCallbackManager.configure(*self._callback_args(options["model"]))
         if not manager.handlers:
             return await client.achat(messages, **options)

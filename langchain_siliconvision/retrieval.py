@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterable
 from typing import Any
 
 from langchain_core.documents import Document
 
-from siliconvision.catalog import Detail
-from siliconvision.errors import ContentError
-from siliconvision.images import is_data_uri, is_image_url
+from siliconvision.catalog import Detail, as_detail
+from siliconvision.images import Base64Image, is_data_uri, is_image_url
 
 from ._images import image_block
 
 __all__ = ["content_from_documents"]
 
 
-def _image_from_document(document: Document, detail: Detail | None, where: str) -> Any:
+def _image_from_document(document: Document, detail: Detail | None) -> Any:
     metadata = document.metadata
     own = metadata.get("detail")
-    chosen = own if own in ("low", "high", "auto") else detail
+    chosen = as_detail(own) or detail
     if metadata.get("image_path"):
         return image_block(str(metadata["image_path"]), detail=chosen)
     if metadata.get("image_url"):
@@ -43,11 +40,7 @@ def _image_from_document(document: Document, detail: Detail | None, where: str) 
         if chosen is not None:
             block["extras"] = {"detail": chosen}
         return block
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise ContentError(f"{where}: metadata image_base64 is not valid base64") from None
-    return image_block(raw, detail=chosen)
+    return image_block(Base64Image(data), detail=chosen)  # the core sniffs its format
 
 
 def content_from_documents(
@@ -78,8 +71,8 @@ def content_from_documents(
         ...     docs, "Which of these photos shows a warning light?"))])  # doctest: +SKIP
     """
     blocks: list[str | dict[str, Any]] = []
-    for index, document in enumerate(documents):
-        image = _image_from_document(document, detail, f"document {index}")
+    for document in documents:
+        image = _image_from_document(document, detail)
         if image is not None:
             blocks.append(dict(image))
         elif document.page_content:

@@ -45,7 +45,7 @@ from siliconvision.client import (
     resolve_base_url,
 )
 from siliconvision.guards import DEFAULT_MAX_FILE_BYTES
-from siliconvision.wire import ChatResult, ParameterError
+from siliconvision.wire import ChatReply, ParameterError
 
 from .utils import (
     StreamState,
@@ -81,12 +81,12 @@ _SAMPLING_FIELDS = (
 
 
 #: The request a reported call sends, and where its result goes (see report_chat).
-_PENDING: ContextVar[tuple[Callable[[], Any], list[ChatResult]] | None] = ContextVar(
+_PENDING: ContextVar[tuple[Callable[[], Any], list[ChatReply]] | None] = ContextVar(
     "siliconvision_pending_call", default=None
 )
 
 
-def _pending() -> tuple[Callable[[], Any], list[ChatResult]]:
+def _pending() -> tuple[Callable[[], Any], list[ChatReply]]:
     pending = _PENDING.get()
     if pending is None:
         raise RuntimeError("_reported_chat runs only through report_chat/areport_chat")
@@ -434,13 +434,13 @@ class SiliconVision(FunctionCallingLLM):
     # ------------------------------------------------------------------ reported calls
 
     def report_chat(
-        self, shown: Sequence[ChatMessage], send: Callable[[], ChatResult], **kwargs: Any
-    ) -> ChatResult:
+        self, shown: Sequence[ChatMessage], send: Callable[[], ChatReply], **kwargs: Any
+    ) -> ChatReply:
         """Run ``send`` (one core request) as a chat call of this LLM: LlamaIndex's
         instrumentation events and span, its ``CallbackManager`` (token counting) and
         ``rate_limiter`` see it as they see :meth:`chat`, with ``shown`` as its messages.
         The tool spec and the caption reader send through here."""
-        box: list[ChatResult] = []
+        box: list[ChatReply] = []
         token = _PENDING.set((send, box))
         try:
             self._reported_chat(shown, **kwargs)
@@ -451,11 +451,11 @@ class SiliconVision(FunctionCallingLLM):
     async def areport_chat(
         self,
         shown: Sequence[ChatMessage],
-        send: Callable[[], Awaitable[ChatResult]],
+        send: Callable[[], Awaitable[ChatReply]],
         **kwargs: Any,
-    ) -> ChatResult:
+    ) -> ChatReply:
         """Async :meth:`report_chat`."""
-        box: list[ChatResult] = []
+        box: list[ChatReply] = []
         token = _PENDING.set((send, box))
         try:
             await self._areported_chat(shown, **kwargs)

@@ -38,7 +38,7 @@ from siliconvision.captions import (
 )
 from siliconvision.catalog import Detail
 from siliconvision.errors import CaptionFailureWarning, SiliconVisionError, describe_failures
-from siliconvision.wire import ChatResult
+from siliconvision.wire import ChatReply
 
 from .base import SiliconVision
 
@@ -147,13 +147,13 @@ class SiliconVisionCaptionReader(BaseReader):
         blocks = [ImageBlock(path=path), TextBlock(text=self.prompt)]
         return [ChatMessage(role=MessageRole.USER, blocks=blocks)]
 
-    def _send(self, path: Path, messages: Any, **options: Any) -> ChatResult:
+    def _send(self, path: Path, messages: Any, **options: Any) -> ChatReply:
         client = self.llm.client
         return self.llm.report_chat(
             self._shown(path), lambda: client.chat(messages, **options), **options
         )
 
-    async def _asend(self, path: Path, messages: Any, **options: Any) -> ChatResult:
+    async def _asend(self, path: Path, messages: Any, **options: Any) -> ChatReply:
         client = self.llm.client
         return await self.llm.areport_chat(
             self._shown(path), lambda: client.achat(messages, **options), **options

@@ -4,7 +4,7 @@ Nothing here talks to the network or knows SiliconCloud's rules: messages become
 OpenAI-format dicts whose content items are core objects
 (:class:`siliconvision.content.Image`, :class:`siliconvision.content.Video`), and the
 core's :func:`~siliconvision.content.prepare_messages` then applies order, detail,
-downsizing and the tool-image move. Results (:class:`~siliconvision.wire.ChatResult`,
+downsizing and the tool-image move. Results (:class:`~siliconvision.wire.ChatReply`,
 :class:`~siliconvision.wire.StreamDelta`) become ``ChatResponse``/``CompletionResponse``.
 
 Block policy (every LlamaIndex block is either sent or refused, never dropped):
@@ -31,11 +31,8 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import difflib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -57,16 +54,15 @@ from llama_index.core.constants import DEFAULT_NUM_OUTPUTS
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.llms.utils import parse_partial_json
 from llama_index.core.schema import BaseNode, ImageNode, NodeWithScore
-from PIL import Image as PILImage
 
 from siliconvision.catalog import ModelSpec, get_model_spec
 from siliconvision.content import Image, Video
 from siliconvision.errors import ContentError, ImageInputError
-from siliconvision.images import is_data_uri, is_image_url
+from siliconvision.images import Base64Image, is_data_uri, is_image_source, is_image_url
 from siliconvision.wire import (
     EXTRA_FIELDS,
     STANDARD_FIELDS,
-    ChatResult,
+    ChatReply,
     StreamAccumulator,
     StreamDelta,
     ToolCall,
@@ -277,13 +273,6 @@ def to_wire_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     return [to_wire_message(m, f"message {i}") for i, m in enumerate(messages)]
 
 
-def _decode_b64(data: str | bytes, where: str) -> bytes:
-    try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ContentError(f"{where}: image data is not valid base64 ({exc})") from exc
-
-
 def _node_item(node: BaseNode, where: str) -> Image | dict[str, Any]:
     """An ``ImageNode``/``ImageDocument``/``Node`` with an image resource, without fetching."""
     image: Any = getattr(node, "image", None)
@@ -294,8 +283,9 @@ def _node_item(node: BaseNode, where: str) -> Image | dict[str, Any]:
         image = image or (resource.data.decode("ascii") if resource.data else None)
         image_path = image_path or (str(resource.path) if resource.path else None)
         image_url = image_url or (str(resource.url) if resource.url else None)
-    if image:
-        return Image(_decode_b64(image, where))
+    if image:  # base64 text (LlamaIndex stores images so), decoded by the core
+        text = image.decode("latin-1") if isinstance(image, (bytes, bytearray)) else str(image)
+        return Image(Base64Image(text))
     if image_path:
         return Image(Path(image_path))
     if image_url:  # a URL field: message policy for anything but http(s) and data:
@@ -313,8 +303,10 @@ def image_source_to_item(source: object, where: str = "image") -> Image | dict[s
 
     Accepts ``ImageDocument``, ``ImageNode``, any node with an image resource (also
     wrapped in the ``NodeWithScore`` a retriever returns), ``ImageBlock``, a ``str``
-    (http(s) URL, data URI, ``file:`` URL or file path), an ``os.PathLike``,
-    ``bytes``, ``bytearray``, ``memoryview`` or a ``PIL.Image``;
+    (http(s) URL, data URI, ``file:`` URL or file path), or any other
+    :data:`~siliconvision.images.ImageSource` (an ``os.PathLike``, ``bytes``,
+    ``bytearray``, ``memoryview``, a binary file object, a ``PIL.Image``, a
+    :class:`~siliconvision.images.Base64Image`);
     anything else raises ``ContentError``. Paths (a ``str`` path, ``image_path``) are
     the program's own choice and are read; a ``file:`` URL (also in a node's
     ``image_url``) is read only inside the LLM's ``allowed_dirs``. URLs are never
@@ -337,9 +329,7 @@ def image_source_to_item(source: object, where: str = "image") -> Image | dict[s
         if source[:5].lower() == "file:":
             return _message_image(source, None)
         return Image(Path(source))
-    if isinstance(source, os.PathLike):
-        return Image(Path(os.fspath(source)))
-    if isinstance(source, (bytes, bytearray, memoryview, PILImage.Image)):
+    if is_image_source(source):  # bytes-likes, paths, file objects, PIL images, base64
         return Image(source)
     raise ContentError(
         f"{where}: cannot use a {type(source).__name__} as an image; pass ImageDocument, "
@@ -362,9 +352,7 @@ def completion_to_wire_messages(
         raise ContentError(f"prompt must be a string, got {type(prompt).__name__}")
     if image_documents is None:
         image_documents = []
-    elif isinstance(
-        image_documents, (str, bytes, bytearray, memoryview, os.PathLike)
-    ) or not isinstance(image_documents, Sequence):
+    elif is_image_source(image_documents) or not isinstance(image_documents, Sequence):
         image_documents = [image_documents]
     items: list[object] = [
         image_source_to_item(doc, f"image_documents[{i}]") for i, doc in enumerate(image_documents)
@@ -606,7 +594,7 @@ def _assistant_message(blocks: list[Any], tool_calls: Sequence[ToolCall]) -> Cha
     return ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks, additional_kwargs=extra)
 
 
-def _response_kwargs(result: ChatResult) -> dict[str, Any]:
+def _response_kwargs(result: ChatReply) -> dict[str, Any]:
     out: dict[str, Any] = dict(usage_kwargs(result.usage))
     if result.finish_reason:
         out["finish_reason"] = result.finish_reason
@@ -615,7 +603,7 @@ def _response_kwargs(result: ChatResult) -> dict[str, Any]:
     return out
 
 
-def chat_response_from_result(result: ChatResult) -> ChatResponse:
+def chat_response_from_result(result: ChatReply) -> ChatResponse:
     """A ``ChatResponse``: ``ThinkingBlock`` (reasoning), ``TextBlock``, ``ToolCallBlock``s.
 
     ``raw`` is the response dict; ``additional_kwargs`` holds the token counts,

@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "build_content": "content",
     "prepare_messages": "content",
     # wire and client
+    "ChatReply": "wire",
     "ChatResult": "wire",
     "ParameterError": "wire",
     "StreamDelta": "wire",
@@ -71,6 +72,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "CATALOG",
     "CaptionRecord",
+    "ChatReply",
     "ChatResult",
     "ContentError",
     "Image",
@@ -152,4 +154,4 @@ if TYPE_CHECKING:
     )
     from .images import ImageCache, PreparedImage, image_part, prepare_image
     from .tokens import client_target_size, estimate_image_tokens, server_image_size
-    from .wire import ChatResult, ParameterError, StreamDelta, ToolCall, Usage
+    from .wire import ChatReply, ChatResult, ParameterError, StreamDelta, ToolCall, Usage

@@ -42,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 __all__ = [
     "CATALOG",
@@ -52,6 +52,8 @@ __all__ = [
     "ModelSpec",
     "ReasoningMode",
     "TokenRule",
+    "as_detail",
+    "detail_error",
     "get_model_spec",
     "known_model_ids",
     "register_model",
@@ -63,8 +65,31 @@ ReasoningMode = Literal["none", "always", "optional"]
 ModelKind = Literal["chat", "embedding"]
 TokenRuleKind = Literal["qwen", "glm", "tiles", "deepseek_vl2", "deepseek_ocr", "none"]
 
-DETAILS: tuple[Detail, ...] = ("low", "high", "auto")
-IMAGE_ORDERS: tuple[ImageOrder, ...] = ("auto", "images_first", "preserve")
+DETAILS: tuple[Detail, ...] = get_args(Detail)
+IMAGE_ORDERS: tuple[ImageOrder, ...] = get_args(ImageOrder)
+
+
+def as_detail(value: object) -> Detail | None:
+    """``value`` as one of :data:`DETAILS` (the plain string), or ``None`` when it is not
+    one: the one check of an image's ``detail``.
+
+    >>> as_detail("low"), as_detail("medium"), as_detail(None)
+    ('low', None, None)
+    """
+    for known in DETAILS:
+        if isinstance(value, str) and value == known:
+            return known
+    return None
+
+
+def detail_error(value: object, what: str = "detail") -> str:
+    """The message for a ``detail`` that :func:`as_detail` refuses.
+
+    >>> detail_error("medium")
+    "detail must be one of 'low', 'high', 'auto', got 'medium'"
+    """
+    allowed = ", ".join(repr(known) for known in DETAILS)
+    return f"{what} must be one of {allowed}, got {value!r}"
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ from .client import (
     resolve_api_key,
 )
 from .errors import ContentError, ImageInputError, SiliconVisionError
+from .images import is_data_uri, is_image_url
 from .wire import ParameterError
 
 __all__ = ["main"]
@@ -284,7 +285,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         lowered = image.lower()
         if lowered.startswith("file:"):
             raise _InputError(f"image {image}: give the file's path, not a file: URL")
-        if not lowered.startswith(("http://", "https://", "data:")) and not Path(image).exists():
+        if not (is_image_url(image) or is_data_uri(image)) and not Path(image).exists():
             raise _InputError(f"image {image}: file does not exist")
     if not args.question.strip():
         raise _InputError("the question (-q) is empty")

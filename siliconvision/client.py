@@ -33,7 +33,7 @@ from .catalog import Detail, ImageOrder, ModelSpec, get_model_spec
 from .content import Image, prepare_messages
 from .errors import TRACE_HEADER, SiliconVisionError
 from .guards import DEFAULT_MAX_FILE_BYTES
-from .images import DEFAULT_CACHE, ImageCache, is_data_uri, is_image_url
+from .images import DEFAULT_CACHE, ImageCache, is_data_uri, is_image_source, is_image_url
 from .wire import (
     ChatResult,
     StreamAccumulator,
@@ -564,8 +564,7 @@ class SiliconVisionClient:
     def ask_messages(self, images: Sequence[Any] | Any, question: str) -> list[dict[str, Any]]:
         """One user message: ``images`` then ``question``. Here a ``str`` image is a path
         or an http(s)/data URL, never text."""
-        single = (str, bytes, bytearray, memoryview, os.PathLike, Image)
-        if isinstance(images, single) or not isinstance(images, Sequence):
+        if isinstance(images, Image) or is_image_source(images) or not isinstance(images, Sequence):
             images = [images]
         return [{"role": "user", "content": [*(_image_item(image) for image in images), question]}]
 

@@ -25,7 +25,6 @@ explicitly on the wire.
 
 from __future__ import annotations
 
-import base64
 import mimetypes
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,17 +32,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias, cast
 
-from PIL import Image as PILImage
-
-from .catalog import DETAILS, IMAGE_ORDERS, Detail, ImageOrder, ModelSpec, get_model_spec
+from ._datauri import data_uri
+from .catalog import (
+    IMAGE_ORDERS,
+    Detail,
+    ImageOrder,
+    ModelSpec,
+    as_detail,
+    detail_error,
+    get_model_spec,
+)
 from .errors import ContentError, ImageInputError
 from .guards import DEFAULT_MAX_FILE_BYTES, LocalFileError, message_url_source, read_local_file
 from .images import (
     DEFAULT_CACHE,
-    Base64Image,
     ImageCache,
     ImageSource,
     is_data_uri,
+    is_image_source,
     is_image_url,
     prepare_image,
 )
@@ -90,24 +96,16 @@ class Video:
     fps: float | None = None
 
 
-ContentItem: TypeAlias = "str | Image | Video | os.PathLike[str] | bytes | bytearray | memoryview | PILImage.Image | Base64Image | Mapping[str, Any]"  # noqa: E501
+ContentItem: TypeAlias = "str | Image | Video | ImageSource | Mapping[str, Any]"
 
 AllowedDirs: TypeAlias = "Sequence[str | os.PathLike[str]] | None"
 """Directories whose files message content may name (``None``/empty: none)."""
 
-_SINGLE_ITEMS = (
-    str,
-    Mapping,
-    Image,
-    Video,
-    bytes,
-    bytearray,
-    memoryview,
-    PILImage.Image,
-    os.PathLike,
-    Base64Image,
-)
-"""What :func:`build_content` takes as one item rather than a sequence of items."""
+
+def _is_one_item(value: object) -> bool:
+    """Whether :func:`build_content` takes ``value`` as one item, not a sequence of them:
+    text, a part dict, an :class:`Image`/:class:`Video`, or any image source."""
+    return isinstance(value, (Mapping, Image, Video)) or is_image_source(value)
 
 
 def resolve_detail(
@@ -121,9 +119,10 @@ def resolve_detail(
     for value in candidates:
         if value is None:
             continue
-        if value not in DETAILS:
-            raise ContentError(f"{where} must be one of {list(DETAILS)}, got {value!r}")
-        return value
+        detail = as_detail(value)
+        if detail is None:
+            raise ContentError(detail_error(value, where))
+        return detail
     return spec.default_detail
 
 
@@ -133,13 +132,11 @@ def _check_image_order(image_order: str) -> None:
 
 
 def _is_media_item(item: object) -> bool:
-    if isinstance(item, (Image, Video, bytes, bytearray, memoryview, PILImage.Image, Base64Image)):
-        return True
-    if isinstance(item, os.PathLike):
+    if isinstance(item, (Image, Video)):
         return True
     if isinstance(item, Mapping):
         return item.get("type") in _MEDIA_TYPES
-    return False
+    return is_image_source(item) and not isinstance(item, str)  # a str item is text
 
 
 def _is_image_item(item: object) -> bool:
@@ -199,7 +196,7 @@ def _video_data_uri(data: bytes, mime: str, shown: str, where: str) -> str:
         raise ContentError(
             f"{where}: {shown!r} is not a video (its bytes match no known video container)"
         )
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    return data_uri(data, mime)
 
 
 def _video_url(video: Video, settings: _Settings, where: str, *, from_message: bool) -> str:
@@ -344,11 +341,11 @@ def _convert_item(item: object, settings: _Settings, where: str) -> dict[str, An
             f"{where}: content part type {kind!r} is not supported by SiliconCloud chat "
             "(supported: text, image_url, video_url)"
         )
-    if isinstance(item, (bytes, bytearray, memoryview, PILImage.Image, os.PathLike, Base64Image)):
-        return _image_part(cast(ImageSource, item), None, settings, where)
+    if is_image_source(item):
+        return _image_part(item, None, settings, where)
     raise ContentError(
         f"{where}: cannot send an item of type {type(item).__name__}; pass text (str), "
-        "an image (Path, bytes, PIL image, siliconvision.Image) or a part dict"
+        "an image (Path, bytes, a binary file, PIL image, siliconvision.Image) or a part dict"
     )
 
 
@@ -385,13 +382,14 @@ def build_content(
 ) -> list[dict[str, Any]]:
     """The ordered ``content`` parts of one user message.
 
-    ``items``: text (``str``), images (``Path``, ``bytes``, ``bytearray``,
-    ``memoryview``, ``PIL.Image``, :class:`~siliconvision.images.Base64Image`,
-    :class:`Image`, or ``{"type":"image_url",...}`` dicts: data URIs are downsized,
-    http(s) URLs pass through), :class:`Video`, ``{"type":"text"|"video_url"}``
-    dicts. A plain ``str`` is always text: wrap paths in ``Path`` or :class:`Image`.
-    ``image_count`` (default: the images in ``items``) is the number of images in
-    the whole request, which some servers' sizing depends on.
+    ``items``: text (``str``), images (any :data:`~siliconvision.images.ImageSource`
+    but a ``str``: ``Path``, ``bytes``, ``bytearray``, ``memoryview``, a binary file
+    object, ``PIL.Image``, :class:`~siliconvision.images.Base64Image`; :class:`Image`;
+    or ``{"type":"image_url",...}`` dicts: data URIs are downsized, http(s) URLs pass
+    through), :class:`Video`, ``{"type":"text"|"video_url"}`` dicts. A plain ``str``
+    is always text: wrap paths in ``Path`` or :class:`Image`. ``image_count``
+    (default: the images in ``items``) is the number of images in the whole request,
+    which some servers' sizing depends on.
 
     Local files: a ``Path``, :class:`Image` or :class:`Video` item is the program's
     own choice and is read (a regular file of at most ``max_file_bytes``). The
@@ -404,9 +402,9 @@ def build_content(
     """
     _check_image_order(image_order)
     spec = get_model_spec(model)
-    if isinstance(items, _SINGLE_ITEMS):
-        items = [items]
-    item_list = list(cast(Iterable[object], items))
+    item_list: list[object] = (
+        [items] if _is_one_item(items) else list(cast(Iterable[object], items))
+    )
     return _build_parts(
         item_list,
         _settings(
@@ -492,7 +490,7 @@ def _content_items(content: object, where: str) -> list[Any]:
         return []
     if isinstance(content, str):
         return [content]
-    if isinstance(content, Sequence) and not isinstance(content, (bytes, bytearray, memoryview)):
+    if isinstance(content, Sequence) and not is_image_source(content):
         return list(content)
     return [content]
 

@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._datauri import decode_data_uri, is_data_uri
 from .catalog import Detail, ModelSpec, TokenRule, get_model_spec
 
 __all__ = [
@@ -402,14 +403,16 @@ def _message_text(message: Mapping[str, Any]) -> str:
     return "".join(pieces)
 
 
-def _data_uri_size(url: str) -> tuple[int, int]:
-    """Pixels of a data URI image, from its header only (no full decode)."""
-    import base64
+def _image_size(url: str) -> tuple[int, int]:
+    """Pixels of a prepared image: a data URI's read from its header (no full decode);
+    an http(s) URL's are not known (not fetched): :data:`URL_IMAGE_SIZE_ASSUMED`."""
     import io
 
-    from PIL import Image
+    from PIL import Image as PILImage
 
-    with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as image:
+    if not is_data_uri(url):
+        return URL_IMAGE_SIZE_ASSUMED
+    with PILImage.open(io.BytesIO(decode_data_uri(url, "(prepared image)").data)) as image:
         width, height = image.size
     return int(width), int(height)
 
@@ -448,7 +451,7 @@ def estimate_prompt_tokens(
     total = sum(4 + estimate_text_tokens(_message_text(message)) for message in messages)
     for image in images:
         url = image["url"]
-        width, height = _data_uri_size(url) if url.startswith("data:") else URL_IMAGE_SIZE_ASSUMED
+        width, height = _image_size(url)
         tokens = estimate_image_tokens(
             width, height, model=spec, detail=image.get("detail"), image_count=len(images)
         )

@@ -7,7 +7,7 @@
 - :func:`parse_chat_completion` reads a non-streaming response.
 - :class:`StreamAccumulator` reads a stream chunk by chunk. A request and a
   stream share the same processing: the accumulator's :meth:`~StreamAccumulator.result`
-  is the same :class:`ChatResult` a non-streaming call returns.
+  is the same :class:`ChatReply` a non-streaming call returns.
 
 SiliconCloud repeats the *cumulative* usage on every chunk; summing it (what
 LangChain does with ``usage_metadata``) overcounts. Each :class:`StreamDelta`
@@ -36,6 +36,7 @@ from .errors import IncompleteStreamError, SiliconVisionError
 
 __all__ = [
     "UNDOCUMENTED_FIELDS",
+    "ChatReply",
     "ChatResult",
     "ParameterError",
     "StreamAccumulator",
@@ -362,11 +363,13 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
-class ChatResult:
-    """One answer, from a response or a finished stream.
+class ChatReply:
+    """One answer, from a response or a finished stream (what ``client.chat`` returns).
 
-    >>> result = client.chat([...])  # doctest: +SKIP
-    >>> result.content, result.reasoning_content, result.usage.total_tokens  # doctest: +SKIP
+    Example:
+        >>> reply = ChatReply(id="r1", model="Qwen/Qwen2.5-VL-72B-Instruct", content="A cat.")
+        >>> reply.content, reply.choices == (reply,)
+        ('A cat.', True)
     """
 
     id: str
@@ -383,15 +386,20 @@ class ChatResult:
     raw: Any = field(default=None, compare=False, repr=False)
     #: With ``n > 1``: the other choices, in order (``usage`` is on this one only: it
     #: counts the whole request).
-    other_choices: tuple[ChatResult, ...] = ()
+    other_choices: tuple[ChatReply, ...] = ()
 
-    def with_trace_id(self, trace_id: str | None) -> ChatResult:
+    def with_trace_id(self, trace_id: str | None) -> ChatReply:
         return replace(self, trace_id=trace_id)
 
     @property
-    def choices(self) -> tuple[ChatResult, ...]:
+    def choices(self) -> tuple[ChatReply, ...]:
         """Every choice of the response: this one, then :attr:`other_choices`."""
         return (self, *self.other_choices)
+
+
+ChatResult = ChatReply
+"""The former name of :class:`ChatReply`, kept for existing code (LangChain has its own
+``ChatResult``, which this one was mistaken for)."""
 
 
 def _tool_calls_from_message(raw_calls: Any) -> tuple[ToolCall, ...]:
@@ -408,9 +416,9 @@ def _tool_calls_from_message(raw_calls: Any) -> tuple[ToolCall, ...]:
     return tuple(calls)
 
 
-def parse_chat_completion(completion: Any, *, trace_id: str | None = None) -> ChatResult:
-    """A :class:`ChatResult` from an SDK ``ChatCompletion`` (or its dict form); with
-    several choices (``n > 1``) the others are in :attr:`ChatResult.other_choices`."""
+def parse_chat_completion(completion: Any, *, trace_id: str | None = None) -> ChatReply:
+    """A :class:`ChatReply` from an SDK ``ChatCompletion`` (or its dict form); with
+    several choices (``n > 1``) the others are in :attr:`ChatReply.other_choices`."""
     choices = _field(completion, "choices") or []
     if not choices:
         raise SiliconVisionError("SiliconCloud returned a response without choices")
@@ -427,9 +435,9 @@ def parse_chat_completion(completion: Any, *, trace_id: str | None = None) -> Ch
 
 def _choice_result(
     completion: Any, choice: Any, *, trace_id: str | None, with_usage: bool
-) -> ChatResult:
+) -> ChatReply:
     message = _field(choice, "message")
-    return ChatResult(
+    return ChatReply(
         id=str(_field(completion, "id") or ""),
         model=str(_field(completion, "model") or ""),
         content=_field(message, "content") or "",
@@ -615,12 +623,12 @@ class StreamAccumulator:
             request=request,
         )
 
-    def result(self) -> ChatResult:
+    def result(self) -> ChatReply:
         """The whole answer; raises :class:`IncompleteStreamError` if the stream was cut."""
         if not self.complete:
             raise self.incomplete_error("ended")
         calls = self.tool_calls
-        return ChatResult(
+        return ChatReply(
             id=self.id,
             model=self.model,
             content=self.content,

@@ -234,6 +234,7 @@ def test_data_uri_with_wrong_type_or_line_breaks_is_rebuilt(small_jpeg: bytes) -
         ("data:;base64,aGVsbG8=", "malformed data URI"),
         ("data:image/png;base64,%%%%", "invalid base64"),
         ("data:image/png;base64,aGVsbG8", "invalid base64"),
+        ("data:image/png;base64,aGVsbG8é", "invalid base64"),  # not ASCII: no bare ValueError
         ("data:image/png;base64,", "empty"),
         ("data:image/png;base64,aGVsbG8gd29ybGQ=", "not an image"),
     ],
@@ -974,14 +975,14 @@ def test_strip_resize_matches_one_plain_bicubic_resize(
     to within rounding, however many strips."""
     from PIL import ImageChops, ImageStat
 
-    from siliconvision import images
+    from siliconvision.images import _resize
 
-    monkeypatch.setattr(images, "_RESIZE_STRIP_BYTES", strip_bytes)
+    monkeypatch.setattr(_resize, "_RESIZE_STRIP_BYTES", strip_bytes)
     src = _photo_like((2400, 1800), mode)  # 4.3 MP: the strip path
     target = (1764, 1316)
-    assert images._RESAMPLE == Image.Resampling.BICUBIC
-    assert src.width * src.height >= images._PARALLEL_RESIZE_MIN_PIXELS
-    out = images._resize(src, target)
+    assert _resize._RESAMPLE == Image.Resampling.BICUBIC
+    assert src.width * src.height >= _resize._PARALLEL_RESIZE_MIN_PIXELS
+    out = _resize.resize(src, target)
     assert out.mode == mode and out.size == target
     difference = ImageChops.difference(out, src.resize(target, Image.Resampling.BICUBIC))
     extrema = difference.getextrema()

@@ -355,3 +355,14 @@ def test_bad_timeouts_are_refused(value: Any) -> None:
 
     with pytest.raises(ValueError, match="timeout must be"):
         check_timeout(value)
+
+
+def test_the_reply_class_keeps_its_former_name() -> None:
+    """``ChatReply`` no longer shares LangChain's ``ChatResult`` name; the old name
+    still imports, from the wire and the package, as the same class."""
+    import siliconvision
+    from siliconvision.wire import ChatReply, ChatResult, parse_chat_completion
+
+    assert ChatResult is ChatReply is siliconvision.ChatResult is siliconvision.ChatReply
+    reply = parse_chat_completion({"id": "r", "model": "m", "choices": [{"message": {}}]})
+    assert isinstance(reply, ChatResult) and type(reply).__name__ == "ChatReply"
