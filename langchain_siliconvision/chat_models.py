@@ -64,6 +64,7 @@ from siliconvision.client import (
 from siliconvision.content import Image
 from siliconvision.errors import ContentError
 from siliconvision.images import Base64Image
+from siliconvision.ratelimit import RateLimits
 from siliconvision.tokens import estimate_prompt_tokens, estimate_text_tokens
 from siliconvision.wire import ChatResult as CoreChatResult
 from siliconvision.wire import StreamDelta, Usage
@@ -512,8 +513,9 @@ class ChatSiliconVision(BaseChatModel):
     every image), sampling (``temperature``, ``top_p``, ``top_k``, ``max_tokens``,
     ``stop``), thinking (``enable_thinking``, ``thinking_budget``), ``timeout``,
     ``max_retries`` and its backoff (``retry_initial_delay``, ``retry_max_delay``),
-    ``streaming``, ``model_kwargs`` (more request fields, validated)
-    and ``extra_body`` (sent as is).
+    ``streaming``, ``model_kwargs`` (more request fields, validated),
+    ``extra_body`` (sent as is) and ``rate_limits``
+    (:class:`~siliconvision.RateLimits`: requests wait for the account's RPM/TPM).
 
     Images may be written in any form: OpenAI ``image_url`` dicts (with ``detail``),
     standard ``{"type": "image", "url" | "base64"}`` blocks (``detail`` in
@@ -575,6 +577,9 @@ class ChatSiliconVision(BaseChatModel):
     extra_body: dict[str, Any] | None = None
     """Fields sent as they are in the JSON body."""
     default_headers: dict[str, str] | None = None
+    rate_limits: RateLimits | None = None
+    """An account's RPM/TPM budget, shared by every request sent with it (one object
+    for all the models, chains and threads that send to the same account and model)."""
 
     _holder: ClientHolder = PrivateAttr(default_factory=ClientHolder)
 
@@ -676,6 +681,7 @@ class ChatSiliconVision(BaseChatModel):
             self.retry_max_delay,
             self.fetch_urls,
             headers,
+            self.rate_limits,
         )
 
     def _new_client(self) -> SiliconVisionClient:
@@ -691,6 +697,7 @@ class ChatSiliconVision(BaseChatModel):
             retry_max_delay=self.retry_max_delay,
             fetch_urls=self.fetch_urls,
             default_headers=self.default_headers,
+            rate_limits=self.rate_limits,
         )
 
     @property

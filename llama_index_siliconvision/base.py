@@ -41,6 +41,7 @@ from siliconvision.client import (
     resolve_api_key,
     resolve_base_url,
 )
+from siliconvision.ratelimit import RateLimits
 
 from .utils import (
     StreamState,
@@ -185,6 +186,11 @@ class SiliconVision(FunctionCallingLLM):
         default_factory=dict,
         description="More request fields; ones the core does not name go to extra_body.",
     )
+    rate_limits: RateLimits | None = Field(
+        default=None,
+        exclude=True,
+        description="An account's RPM/TPM budget shared by every request sent with it.",
+    )
 
     _api_key: SecretStr | None = PrivateAttr(default=None)
     _client: SiliconVisionClient | None = PrivateAttr(default=None)
@@ -234,6 +240,7 @@ class SiliconVision(FunctionCallingLLM):
             self.retry_initial_delay,
             self.retry_max_delay,
             self.fetch_urls,
+            self.rate_limits,
         )
         if self._client is None or self._client_config != config:
             self._client = SiliconVisionClient(
@@ -249,6 +256,7 @@ class SiliconVision(FunctionCallingLLM):
                 fetch_urls=self.fetch_urls,
                 http_client=self._http_client,
                 http_async_client=self._http_async_client,
+                rate_limits=self.rate_limits,
             )
             self._client_config = config
         return self._client
