@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -331,20 +332,30 @@ def test_load_done_tolerates_a_truncated_last_line(tmp_path: Path) -> None:
     ok = CaptionRecord(
         path="a.png", caption="A red disc.", error=None, model="m",
         mime_type="image/png", width=4, height=4, byte_size=70, attempts=1,
+        backend="siliconcloud", key="key-a",
     )  # fmt: skip
-    failed = CaptionRecord(path="b.png", caption=None, error="HTTP 503", model="m", attempts=3)
-    retried_ok = CaptionRecord(path="b.png", caption="Blue.", error=None, model="m", attempts=1)
-    cut = json.dumps(CaptionRecord(path="c.png", caption="x", error=None, model="m").to_json())
+    failed = CaptionRecord(
+        path="b.png", caption=None, error="HTTP 503", model="m", attempts=3, key="key-b",
+        backend="siliconcloud",
+    )  # fmt: skip
+    retried_ok = dataclasses.replace(failed, caption="Blue.", error=None, attempts=1)
+    cut = json.dumps(dataclasses.replace(ok, path="c.png", key="key-c").to_json())
     out = tmp_path / "captions.jsonl"
     out.write_text(
         "\n".join(json.dumps(r.to_json()) for r in (ok, failed)) + "\n" + cut[: len(cut) // 2]
     )
-    assert load_done(out) == {"a.png"}
+    assert load_done(out) == {"key-a"}
     out.write_text(out.read_text() + "\n" + json.dumps(retried_ok.to_json()) + "\n\nnot json\n")
-    assert load_done(out) == {"a.png", "b.png"}
+    assert load_done(out) == {"key-a", "key-b"}
+    assert load_done(out, backend="siliconcloud") == {"key-a", "key-b"}
+    assert load_done(out, backend="emulator") == set()  # another backend's work never counts
     assert load_done(tmp_path / "missing.jsonl") == set()
     assert CaptionRecord.from_json(ok.to_json()) == ok
     assert CaptionRecord.from_json({**failed.to_json(), "extra": 1}) == failed
     assert not failed.ok and ok.ok
     with pytest.raises(ValueError):
         CaptionRecord.from_json({"caption": "no path"})
+    # A record of an older version (no key) is never taken as done.
+    legacy = {"path": "d.png", "caption": "Old.", "error": None, "model": "m"}
+    out.write_text(json.dumps(legacy) + "\n")
+    assert load_done(out) == set()
