@@ -445,7 +445,7 @@ def _open_for_append(path: Path) -> IO[str]:
 
 def _limits_text(limits: RateLimits) -> str:
     parts = [(limits.rpm, "RPM"), (limits.tpm, "TPM")]
-    return " and ".join(f"{value:g} {name}" for value, name in parts if value)
+    return " and ".join(f"{value:,.0f} {name}" for value, name in parts if value)
 
 
 def _cmd_caption(args: argparse.Namespace) -> int:

@@ -578,7 +578,8 @@ def _check_rate_limits(rate_limits: object) -> RateLimiter | None:
     if not isinstance(rate_limits, RateLimiter):
         raise TypeError(
             "rate_limits must be a siliconvision.RateLimits (or a stand-in with acquire, "
-            f"aacquire, rate_limited and completion_tokens), got {type(rate_limits).__name__}"
+            "aacquire, rate_limited and completion_estimate), got "
+            f"{type(rate_limits).__name__}"
         )
     return rate_limits
 

@@ -6,9 +6,10 @@ per minute (TPM); a request over either gets HTTP 429 whose message names the li
 keeps a batch inside both:
 
 - **Reserve, then correct.** Before a request it reserves one request and its
-  estimated tokens (the prompt by our token rules,
-  :func:`~siliconvision.tokens.estimate_prompt_tokens`, plus ``max_tokens`` or
-  ``completion_tokens``); the real ``usage`` replaces the estimate when the answer
+  estimated tokens: the prompt by our token rules
+  (:func:`~siliconvision.tokens.estimate_prompt_tokens`) plus the answer's, which is
+  ``completion_tokens`` until answers arrive, then the largest of the last 32 answers
+  (``max_tokens`` caps it). The real ``usage`` replaces the estimate when the answer
   arrives.
 - **Even pacing.** Providers enforce per-minute limits over shorter sub-windows, so
   starts are spread out: at most about ``rpm/60`` requests and ``tpm/60`` tokens
@@ -158,7 +159,8 @@ class RateLimits:
     """A shared RPM/TPM budget for one account and model (see the module doc).
 
     ``rpm``/``tpm``: the limits (``None``: not limited). ``completion_tokens``: what a
-    request without ``max_tokens`` reserves for its answer. ``burst``: seconds' worth
+    request reserves for its answer until answers have been seen (then the largest of
+    the last 32; ``max_tokens`` caps it). ``burst``: seconds' worth
     of the rate that may start at once after a pause. ``window``: the seconds over
     which the server counts (60 for per-minute limits). ``cooldown``: the pause after
     a 429 naming a limit.
@@ -189,6 +191,7 @@ class RateLimits:
         ):
             raise ValueError(f"completion_tokens must be an int >= 0, got {completion_tokens!r}")
         self.completion_tokens = completion_tokens
+        self._answers = _AnswerSizes(completion_tokens)
         self.burst = _check_seconds("burst", burst)
         self.window = _check_seconds("window", window, positive=True)
         self.cooldown = _check_seconds("cooldown", cooldown)
@@ -253,10 +256,23 @@ class RateLimits:
             self._used[1] += tokens
             return Grant(grant_id, start - now)
 
-    def settle(self, grant_id: int, tokens: float | None, *, now: float | None = None) -> None:
+    def completion_estimate(self, max_tokens: int | None = None) -> int:
+        """The tokens to reserve for an answer (see ``completion_tokens``)."""
+        return self._answers.estimate(max_tokens)
+
+    def settle(
+        self,
+        grant_id: int,
+        tokens: float | None,
+        completion: int | None = None,
+        *,
+        now: float | None = None,
+    ) -> None:
         """The answer of reservation ``grant_id`` arrived: it used ``tokens`` (``None``:
-        unknown, keep the estimate). It counts until ``window`` seconds from now.
-        Unknown or already settled ids are ignored."""
+        unknown, keep the estimate), ``completion`` of them for the answer. It counts
+        until ``window`` seconds from now. Unknown or already settled ids are ignored."""
+        if completion is not None:
+            self._answers.observe(completion)
         with self._lock:
             entry = self._in_flight.pop(grant_id, None)
             if entry is None:
@@ -364,6 +380,29 @@ class RateLimits:
                 return Permit(self, grant.id)
 
 
+class _AnswerSizes:
+    """What an answer costs: a first guess, then the largest of the last answers seen
+    (one long answer keeps the estimate high for a while: under-reserving is what risks
+    a 429)."""
+
+    def __init__(self, initial: int, keep: int = 32) -> None:
+        self._initial = initial
+        self._recent: deque[int] = deque(maxlen=keep)
+        self._lock = threading.Lock()
+
+    def observe(self, completion_tokens: int) -> None:
+        if isinstance(completion_tokens, int) and completion_tokens >= 0:
+            with self._lock:
+                self._recent.append(completion_tokens)
+
+    def estimate(self, max_tokens: int | None) -> int:
+        with self._lock:
+            guess = max(self._recent) if self._recent else None
+        if max_tokens is not None and max_tokens > 0:
+            return max_tokens if guess is None else min(guess, max_tokens)
+        return self._initial if guess is None else guess
+
+
 def _num(value: float | None) -> str:
     return "None" if value is None else f"{value:g}"
 
@@ -373,7 +412,9 @@ def _rebuild(config: Mapping[str, Any]) -> RateLimits:
 
 
 class _Settles(Protocol):
-    def settle(self, grant_id: int, tokens: float | None) -> None: ...
+    def settle(
+        self, grant_id: int, tokens: float | None, completion: int | None = None
+    ) -> None: ...
 
 
 class Permit:
@@ -388,14 +429,17 @@ class Permit:
         self._limiter: _Settles | None = limiter
         self._id = grant_id
 
-    def settle(self, tokens: float | None = None) -> None:
+    def settle(self, tokens: float | None = None, completion: int | None = None) -> None:
         limiter, self._limiter = self._limiter, None
         if limiter is not None:
-            limiter.settle(self._id, tokens)
+            limiter.settle(self._id, tokens, completion)
 
     def settle_usage(self, usage: Usage | None) -> None:
         """Settle with ``usage.total_tokens`` (the estimate when ``usage`` is ``None``)."""
-        self.settle(usage.total_tokens if usage is not None and usage.total_tokens else None)
+        if usage is None or not usage.total_tokens:
+            self.settle(None)
+        else:
+            self.settle(usage.total_tokens, usage.completion_tokens)
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # (interpreter shutdown)
@@ -407,7 +451,7 @@ class RateLimiter(Protocol):
     """What :class:`~siliconvision.client.SiliconVisionClient` needs of ``rate_limits``:
     :class:`RateLimits`, or a stand-in for one elsewhere (a Ray actor's proxy)."""
 
-    completion_tokens: int
+    def completion_estimate(self, max_tokens: int | None = None) -> int: ...
 
     def acquire(self, tokens: float) -> Permit: ...
 
@@ -419,17 +463,18 @@ class RateLimiter(Protocol):
 # --------------------------------------------------------------------------- the client's path
 
 
-def estimate_request_tokens(request: Mapping[str, Any], completion_tokens: int) -> int:
+def estimate_request_tokens(request: Mapping[str, Any], limiter: RateLimiter) -> int:
     """Tokens a :func:`~siliconvision.wire.build_chat_request` result may use: its prompt
-    by our token rules plus ``max_tokens`` (else ``completion_tokens``)."""
+    by our token rules plus the limiter's estimate of the answer (capped by
+    ``max_tokens``)."""
     from .tokens import estimate_prompt_tokens
 
     prompt = estimate_prompt_tokens(
         request["messages"], model=request["model"], tools=request.get("tools")
     )
     max_tokens = request.get("max_tokens")
-    answer = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else completion_tokens
-    return prompt + answer
+    cap = max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else None
+    return prompt + limiter.completion_estimate(cap)
 
 
 def _retry_plan(client: SiliconVisionClient, sdk: Any, exc: BaseException) -> bool:
@@ -461,7 +506,7 @@ def send_limited(client: SiliconVisionClient, request: Mapping[str, Any]) -> tup
 
     limiter = client.rate_limits
     assert limiter is not None
-    estimate = estimate_request_tokens(request, limiter.completion_tokens)
+    estimate = estimate_request_tokens(request, limiter)
     sdk = client.openai
     retries = 0
     while True:
@@ -490,7 +535,7 @@ async def asend_limited(
 
     limiter = client.rate_limits
     assert limiter is not None
-    estimate = estimate_request_tokens(request, limiter.completion_tokens)
+    estimate = estimate_request_tokens(request, limiter)
     sdk = await client._aopenai()
     retries = 0
     while True:

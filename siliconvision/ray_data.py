@@ -57,7 +57,7 @@ from .captions import (
 from .catalog import Detail
 from .client import SiliconVisionClient, resolve_api_key, resolve_base_url
 from .images import is_data_uri, is_image_url
-from .ratelimit import Permit, RateLimits
+from .ratelimit import Permit, RateLimits, _AnswerSizes
 
 __all__ = [
     "IMAGE_COLUMNS",
@@ -137,6 +137,13 @@ class ClusterRateLimits:
     def __init__(self, actor: Any, completion_tokens: int) -> None:
         self.actor = actor
         self.completion_tokens = completion_tokens
+        self._answers = _AnswerSizes(completion_tokens)  # learnt here, from this worker's
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ClusterRateLimits, (self.actor, self.completion_tokens))
+
+    def completion_estimate(self, max_tokens: int | None = None) -> int:
+        return self._answers.estimate(max_tokens)
 
     def __repr__(self) -> str:
         return f"ClusterRateLimits({self.actor!r})"
@@ -157,7 +164,9 @@ class ClusterRateLimits:
             if grant_id is not None:
                 return Permit(self, grant_id)
 
-    def settle(self, grant_id: int, tokens: float | None) -> None:
+    def settle(self, grant_id: int, tokens: float | None, completion: int | None = None) -> None:
+        if completion is not None:
+            self._answers.observe(completion)
         self.actor.settle.remote(grant_id, tokens)  # no need to wait for it
 
     def rate_limited(self, message: str = "") -> None:
@@ -256,6 +265,7 @@ class _CaptionWorker:
         self._pool = concurrent.futures.ThreadPoolExecutor(
             settings.requests_per_worker, thread_name_prefix="siliconvision-ray"
         )
+        _ = self._client.openai  # the SDK loads now, not in the first batch
 
     def __call__(self, table: pa.Table) -> pa.Table:
         settings = self._settings

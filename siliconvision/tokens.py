@@ -233,16 +233,29 @@ def _message_text(message: Mapping[str, Any]) -> str:
     return "".join(pieces)
 
 
+_HEADER_CHARS = 64 * 1024  # base64 of 48 KiB: the size is in the first bytes of a file
+
+
 def _data_uri_size(url: str) -> tuple[int, int]:
-    """Pixels of a data URI image, from its header only (no full decode)."""
+    """Pixels of a data URI image, from its header only: the first 48 KiB are decoded
+    (enough for the header of every format, unless a JPEG carries a larger EXIF block
+    first), the whole payload only when they do not suffice."""
     import base64
     import io
 
     from PIL import Image
 
-    with Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))) as image:
-        width, height = image.size
-    return int(width), int(height)
+    payload = url[url.index(",") + 1 :]
+    head = payload[: _HEADER_CHARS - _HEADER_CHARS % 4]
+    for part in (head, payload) if len(payload) > len(head) else (payload,):
+        try:
+            with Image.open(io.BytesIO(base64.b64decode(part))) as image:
+                width, height = image.size
+            return int(width), int(height)
+        except Exception:
+            if part is payload:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def estimate_prompt_tokens(

@@ -243,7 +243,8 @@ class RateWindowStats:
 
     ``peak_requests``: the most chat requests that *arrived* (accepted or refused)
     within any one window; ``peak_tokens``: the most tokens *accepted* within any one
-    window; ``request_cap``/``token_cap``: what one window allows (``None``: no limit).
+    window; ``request_cap``/``token_cap``: what one window allows (``None``: no limit);
+    ``accepted_tokens``: the tokens of every accepted request (prompt and completion).
 
     >>> stats = emu.rate_stats()["Qwen/Qwen2.5-VL-72B-Instruct"]  # doctest: +SKIP
     >>> stats.peak_requests <= stats.request_cap and stats.refused == 0  # doctest: +SKIP
@@ -260,6 +261,7 @@ class RateWindowStats:
     refused_tpm: int
     peak_requests: int
     peak_tokens: int
+    accepted_tokens: int = 0
 
     @property
     def refused(self) -> int:
@@ -273,7 +275,13 @@ class _Window:
         self.accepted: deque[list[float]] = deque()
         self.tokens = 0.0
         self.arrivals: deque[float] = deque()
-        self.counts = {"arrived": 0, "accepted": 0, "refused_rpm": 0, "refused_tpm": 0}
+        self.counts = {
+            "arrived": 0,
+            "accepted": 0,
+            "refused_rpm": 0,
+            "refused_tpm": 0,
+            "accepted_tokens": 0,
+        }
         self.peak_requests = 0
         self.peak_tokens = 0.0
 
@@ -1267,6 +1275,7 @@ class LocalSiliconCloud:
             w.accepted.append(entry)
             w.tokens += prompt_tokens
             w.counts["accepted"] += 1
+            w.counts["accepted_tokens"] += prompt_tokens
             w.peak_tokens = max(w.peak_tokens, w.tokens)
             return entry
 
@@ -1276,6 +1285,7 @@ class LocalSiliconCloud:
             if w is None:  # cleared meanwhile
                 return
             entry[1] += completion_tokens
+            w.counts["accepted_tokens"] += completion_tokens
             if w.accepted and entry[0] >= w.accepted[0][0]:  # still in the window
                 w.tokens += completion_tokens
                 w.peak_tokens = max(w.peak_tokens, w.tokens)

@@ -344,6 +344,34 @@ def test_changing_model_prompt_detail_or_bytes_recaptions(
     assert len({r["key"] for r in records}) == 9
 
 
+def test_caption_rpm_paces_the_batch_within_the_servers_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from siliconvision.ratelimit import RateLimits
+
+    photos = tmp_path / "photos"
+    for i in range(6):
+        png(photos / f"{i}.png", (30 + i, 20), (255, 0, 0))
+    fragile = ["--concurrency", "6", "--max-attempts", "1", "--max-retries", "0"]
+    # The server allows 4 requests in any 1-second window.
+    with LocalSiliconCloud(api_key=SECRET, rate_limits=RateLimits(rpm=240, window=1.0)) as emu:
+        monkeypatch.setenv("SILICONFLOW_API_KEY", SECRET)
+        monkeypatch.setenv("SILICONFLOW_BASE_URL", emu.base_url)
+        code, _, err = run(capsys, "caption", photos, "--out", tmp_path / "a.jsonl", *fragile)
+        refused = emu.rate_stats()["Qwen/Qwen2.5-VL-72B-Instruct"].refused
+        assert code == 1 and refused > 0 and "RPM limit reached" in err  # 6 at once: too many
+        emu.clear()
+        code, _, err = run(
+            capsys, "caption", photos, "--out", tmp_path / "b.jsonl", *fragile, "--rpm", "120"
+        )
+        assert code == 0, err
+        assert "within 120 RPM" in err
+        stats = emu.rate_stats()["Qwen/Qwen2.5-VL-72B-Instruct"]
+        assert (stats.accepted, stats.refused) == (6, 0)
+        assert stats.request_cap is not None and stats.peak_requests <= stats.request_cap
+    assert len(read_jsonl(tmp_path / "b.jsonl")) == 6
+
+
 # --------------------------------------------------------------------------- models
 
 

@@ -330,7 +330,7 @@ def test_usage_settles_the_reservation_for_chat_and_streams(emulator: LocalSilic
     client = _client(emulator, limits)
     messages = client.ask_messages(_png(), "Colour?")
     request = client.build_request(messages)
-    estimate = estimate_request_tokens(request, 500)
+    estimate = estimate_request_tokens(request, limits)  # no answer seen yet: 500 reserved
     result = client.chat(messages)
     assert result.usage is not None
     assert result.usage.prompt_tokens == estimate - 500  # our prompt rule, the emulator's count
@@ -341,6 +341,28 @@ def test_usage_settles_the_reservation_for_chat_and_streams(emulator: LocalSilic
     assert text and streamed is not None
     assert limits.usage() == (2, result.usage.total_tokens + streamed.total_tokens)
     assert limits._in_flight == {}
+    # Answers seen: the next reservation counts the largest of them, not 500.
+    assert limits.completion_estimate() == max(
+        result.usage.completion_tokens, streamed.completion_tokens
+    )
+    assert estimate_request_tokens(request, limits) == estimate - 500 + limits.completion_estimate()
+
+
+def test_the_answer_estimate_learns_from_answers_and_respects_max_tokens() -> None:
+    limits = RateLimits(tpm=60_000, completion_tokens=256)
+    assert limits.completion_estimate() == 256 and limits.completion_estimate(100) == 100
+    for completion in (40, 55, 48):
+        grant = limits.try_reserve(300, now=0.0)
+        assert grant.id is not None
+        limits.settle(grant.id, 250 + completion, completion, now=0.0)
+    assert limits.completion_estimate() == 55  # the largest recent answer
+    assert limits.completion_estimate(50) == 50  # never more than max_tokens
+    assert limits.completion_estimate(4096) == 55  # nor a generous max_tokens in full
+    for _ in range(32):  # the long one ages out
+        grant = limits.try_reserve(300, now=0.0)
+        assert grant.id is not None
+        limits.settle(grant.id, 280, 30, now=0.0)
+    assert limits.completion_estimate() == 30
 
 
 async def test_async_streams_settle_too(emulator: LocalSiliconCloud) -> None:
@@ -388,3 +410,32 @@ def test_emulator_refuses_over_its_window_with_siliconclouds_body() -> None:
         assert [r.status for r in emu.requests] == [200, 200, 429, 200, 429]
         emu.clear()
         assert emu.rate_stats() == {}
+
+
+def test_the_estimate_reads_sizes_from_headers_even_behind_a_big_exif_block() -> None:
+    import base64
+
+    from siliconvision.tokens import estimate_prompt_tokens
+
+    buffer = io.BytesIO()
+    exif = b"Exif\x00\x00II*\x00\x08\x00\x00\x00" + b"\x00" * 64_000  # ~64 KB before the SOF
+    Image.new("RGB", (1024, 1024), (9, 9, 9)).save(buffer, "JPEG", exif=exif)
+    data = buffer.getvalue()
+    assert data.find(b"\xff\xc0") > 60_000  # the size comes after the first 48 KiB
+    uri = "data:image/jpeg;base64," + base64.b64encode(data).decode()
+    part = {"type": "image_url", "image_url": {"url": uri, "detail": "high"}}
+    messages = [{"role": "user", "content": [part, {"type": "text", "text": "x"}]}]
+    assert estimate_prompt_tokens(messages, model=QWEN) == 4 + 1 + 1369  # 1036x1036 kept
+
+
+def test_the_core_never_imports_ray() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, siliconvision, siliconvision.client, siliconvision.captions, "
+        "siliconvision.cli, siliconvision.ratelimit, siliconvision.testing\n"
+        "from siliconvision import RateLimits, SiliconVisionClient, caption_key\n"
+        "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
