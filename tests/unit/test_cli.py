@@ -107,6 +107,17 @@ def test_ask_without_key_uses_the_local_emulator(
     assert "I see 1 image." in out and "20x20 PNG" in out and "(red)" in out
 
 
+def test_ask_emulator_flag_uses_the_emulator_even_with_a_key(
+    tmp_path: Path, emu: LocalSiliconCloud, capsys: pytest.CaptureFixture[str]
+) -> None:
+    red = png(tmp_path / "red.png", (20, 20), (255, 0, 0))
+    code, out, err = run(capsys, "ask", red, "-q", "Colour?", "--emulator")
+    assert code == 0, err
+    assert "--emulator" in err and "not real model output" in err
+    assert "20x20 PNG" in out
+    assert emu.requests == []  # the configured server got nothing
+
+
 def test_bad_input_exits_2_with_one_clear_line(
     tmp_path: Path, emu: LocalSiliconCloud, capsys: pytest.CaptureFixture[str]
 ) -> None:
