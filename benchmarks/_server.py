@@ -8,6 +8,7 @@ clients are timed, not the server. Its request log comes back as plain dicts
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -45,6 +46,8 @@ class RequestSummary:
     chunks_sent: int
     images: tuple[SeenImageSummary, ...] = field(default=())
     upload_seconds: float = 0.0  # end of the request head to the last body byte
+    received_at: float = 0.0  # the emulator's monotonic clock: only differences mean anything
+    finished_at: float | None = None
 
 
 def _summary(rec: Any) -> dict[str, Any]:
@@ -56,6 +59,8 @@ def _summary(rec: Any) -> dict[str, Any]:
         "body_size": rec.body_size,
         "chunks_sent": rec.chunks_sent,
         "upload_seconds": rec.upload_seconds,
+        "received_at": rec.received_at,
+        "finished_at": rec.finished_at,
         "images": [
             {
                 "width": i.width,
@@ -100,6 +105,16 @@ def _serve(knobs: dict[str, Any]) -> None:
                     result = [_summary(rec) for rec in emu.requests[args:]]
                 elif command == "count":
                     result = len(emu.requests)
+                elif command == "rate_limits":
+                    from siliconvision.ratelimit import RateLimits
+
+                    emu.rate_limits = None if args is None else RateLimits(**args)
+                    result = None
+                elif command == "rate_stats":
+                    result = {
+                        model: {**dataclasses.asdict(stats), "refused": stats.refused}
+                        for model, stats in emu.rate_stats().items()
+                    }
                 else:
                     raise ValueError(f"unknown command {command!r}")
             except Exception as exc:  # reported to the parent, which raises it
@@ -164,6 +179,15 @@ class EmulatorProcess:
     def clear(self) -> None:
         """Forget the log and scripts (knobs are kept)."""
         self._call("clear")
+
+    def rate_limits(self, config: dict[str, Any] | None) -> None:
+        """Enforce ``RateLimits(**config)`` per model (``None``: no limits)."""
+        self._call("rate_limits", config)
+
+    def rate_stats(self) -> dict[str, dict[str, Any]]:
+        """Per model, what the limits saw (``RateWindowStats`` as dicts, ``refused`` too)."""
+        result: dict[str, dict[str, Any]] = self._call("rate_stats")
+        return result
 
     def count(self) -> int:
         """How many API requests are in the log."""

@@ -74,6 +74,7 @@ from siliconvision.content import Image
 from siliconvision.errors import ContentError
 from siliconvision.guards import DEFAULT_MAX_FILE_BYTES
 from siliconvision.images import Base64Image
+from siliconvision.ratelimit import RateLimits
 from siliconvision.tokens import estimate_prompt_tokens, estimate_text_tokens
 from siliconvision.wire import (
     ChatReply,
@@ -646,8 +647,10 @@ class ChatSiliconVision(BaseChatModel):
     ``httpx.Timeout``), ``max_retries`` and its backoff (``retry_initial_delay``,
     ``retry_max_delay``), ``streaming``, ``stream_usage``, ``default_headers``,
     ``http_client``/``http_async_client``, ``model_kwargs`` (more request fields,
-    validated) and ``extra_body`` (sent as is); local files and URLs:
-    ``allowed_dirs``, ``max_file_bytes``, ``fetch_urls`` and ``allow_private_urls``.
+    validated), ``extra_body`` (sent as is) and ``rate_limits``
+    (:class:`~siliconvision.RateLimits`: requests wait for the account's RPM/TPM); local
+    files and URLs: ``allowed_dirs``, ``max_file_bytes``, ``fetch_urls`` and
+    ``allow_private_urls``.
 
     ``ChatOpenAI``'s names work too (``model_name``, ``openai_api_key``,
     ``openai_api_base``, ``request_timeout``, ``max_completion_tokens``,
@@ -747,6 +750,9 @@ class ChatSiliconVision(BaseChatModel):
     """Your own ``httpx.Client`` for sync calls (proxies, transports, event hooks)."""
     http_async_client: Any = Field(default=None, exclude=True)
     """Your own ``httpx.AsyncClient`` for async calls."""
+    rate_limits: RateLimits | None = None
+    """An account's RPM/TPM budget, shared by every request sent with it (one object
+    for all the models, chains and threads that send to the same account and model)."""
 
     _holder: ClientHolder = PrivateAttr(default_factory=ClientHolder)
 
@@ -901,6 +907,7 @@ class ChatSiliconVision(BaseChatModel):
             "default_headers": self.default_headers,
             "http_client": self.http_client,
             "http_async_client": self.http_async_client,
+            "rate_limits": self.rate_limits,
         }
 
     def _client_key(self) -> tuple[Any, ...]:

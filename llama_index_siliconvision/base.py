@@ -45,6 +45,7 @@ from siliconvision.client import (
     resolve_base_url,
 )
 from siliconvision.guards import DEFAULT_MAX_FILE_BYTES
+from siliconvision.ratelimit import RateLimits
 from siliconvision.wire import ChatReply, ParameterError
 
 from .utils import (
@@ -256,6 +257,11 @@ class SiliconVision(FunctionCallingLLM):
     is_chat_model: bool = Field(
         default=True, description="Always True: SiliconCloud serves its VLMs as chat models."
     )
+    rate_limits: RateLimits | None = Field(
+        default=None,
+        exclude=True,
+        description="An account's RPM/TPM budget shared by every request sent with it.",
+    )
 
     _api_key: SecretStr | None = PrivateAttr(default=None)
     _client: SiliconVisionClient | None = PrivateAttr(default=None)
@@ -342,6 +348,7 @@ class SiliconVision(FunctionCallingLLM):
             "default_headers": self.default_headers,
             "http_client": self._http_client,
             "http_async_client": self._http_async_client,
+            "rate_limits": self.rate_limits,
         }
 
     @property

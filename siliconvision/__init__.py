@@ -50,8 +50,10 @@ _EXPORTS: dict[str, str] = {
     "Usage": "wire",
     "MissingAPIKeyError": "client",
     "SiliconVisionClient": "client",
+    "RateLimits": "ratelimit",
     # captioning batches
     "CaptionRecord": "captions",
+    "caption_key": "captions",
     "acaption_images": "captions",
     "caption_images": "captions",
     "iter_image_files": "captions",
@@ -83,6 +85,7 @@ __all__ = [
     "ModelSpec",
     "ParameterError",
     "PreparedImage",
+    "RateLimits",
     "SiliconCloudAPIError",
     "SiliconCloudAuthenticationError",
     "SiliconCloudBadRequestError",
@@ -101,6 +104,7 @@ __all__ = [
     "acaption_images",
     "build_content",
     "caption_images",
+    "caption_key",
     "client_target_size",
     "estimate_image_tokens",
     "get_model_spec",
@@ -128,7 +132,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .captions import CaptionRecord, acaption_images, caption_images, iter_image_files
+    from .captions import (
+        CaptionRecord,
+        acaption_images,
+        caption_images,
+        caption_key,
+        iter_image_files,
+    )
     from .catalog import (
         CATALOG,
         ModelSpec,
@@ -153,5 +163,6 @@ if TYPE_CHECKING:
         SiliconVisionError,
     )
     from .images import ImageCache, PreparedImage, image_part, prepare_image
+    from .ratelimit import RateLimits
     from .tokens import client_target_size, estimate_image_tokens, server_image_size
     from .wire import ChatReply, ChatResult, ParameterError, StreamDelta, ToolCall, Usage

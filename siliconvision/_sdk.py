@@ -80,7 +80,7 @@ class _SiliconCloudSDK:
 
     with_options = copy
 
-    def send_chat(self, request: Mapping[str, Any]) -> Any:
+    def send_chat(self, request: Mapping[str, Any], *, max_retries: int | None = None) -> Any:
         """POST a :func:`~siliconvision.wire.build_chat_request` result to
         ``/chat/completions``; the SDK's raw response (``.headers``, ``.parse()``).
 
@@ -92,11 +92,14 @@ class _SiliconCloudSDK:
         per chunk), and the JSON text of the body holds two more copies of every image.
         The body is already validated plain JSON, sent as a :class:`JSONBody`, and
         :mod:`siliconvision.wire` reads the parsed dicts. Async clients return an
-        awaitable.
+        awaitable. ``max_retries`` overrides the client's for this request (a rate
+        limiter makes its own attempts, each one paced).
         """
         body = dict(request)
         headers = {**(body.pop("extra_headers", None) or {}), RAW_RESPONSE_HEADER: "true"}
         options: dict[str, Any] = {"headers": headers}
+        if max_retries is not None:
+            options["max_retries"] = max_retries
         if "timeout" in body:
             options["timeout"] = body.pop("timeout")
         body.update(body.pop("extra_body", None) or {})

@@ -7,7 +7,10 @@ caption``, the LangChain loader and the LlamaIndex reader.
   each finishes. A failure (a bad image, an API error after the retries) becomes a
   record with ``error`` set: it never stops the batch;
 - :func:`load_done` reads back a JSONL file of records, so an interrupted run can
-  resume where it stopped.
+  resume where it stopped: a record counts as done only for the same image bytes,
+  model, prompt, detail and backend (:func:`caption_key`, :func:`backend_label`);
+- :func:`caption_item` is the work for one image (also behind
+  :func:`siliconvision.ray_data.caption_dataset`).
 
 Example:
     >>> from siliconvision.client import SiliconVisionClient
@@ -23,10 +26,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import dataclasses
+import hashlib
 import json
 import os
 import random
+import re
+import sys
 import time
+import urllib.parse
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -43,29 +51,47 @@ from typing import Any
 from .catalog import Detail
 from .client import SiliconVisionClient
 from .content import resolve_detail
-from .errors import ContentError, SiliconVisionError
+from .errors import ContentError, ImageInputError, SiliconVisionError
+from .guards import DEFAULT_MAX_FILE_BYTES
 from .images import PreparedImage, prepare_image
-from .wire import ChatResult
+from .images._sources import LocalFile
+from .wire import ChatReply
 
 __all__ = [
     "DEFAULT_CAPTION_PROMPT",
+    "DEFAULT_EXTRACT_PROMPT",
+    "EMULATOR_BACKEND",
     "IMAGE_SUFFIXES",
+    "SILICONCLOUD_BACKEND",
     "AsyncCaptionSender",
+    "CaptionJob",
     "CaptionRecord",
+    "CaptionSchema",
     "CaptionSender",
+    "ImageItem",
+    "SchemaError",
     "acaption_images",
+    "acaption_item",
+    "backend_label",
     "caption_images",
+    "caption_item",
+    "caption_job",
+    "caption_key",
+    "image_identity",
     "iter_image_files",
     "load_done",
+    "read_image_file",
+    "scrub_base64",
 ]
 
-#: Sends one caption request: ``send(path, messages, **options)`` -> the answer, where
-#: ``options`` are :meth:`SiliconVisionClient.chat`'s (``model``, ``detail``). The
-#: default is the client's ``chat``; the adapters pass one that also reports the call
-#: to their framework's callbacks and instrumentation.
-CaptionSender = Callable[..., ChatResult]
+#: Sends one caption request: ``send(label, messages, **options)`` -> the answer, where
+#: ``label`` names the image (its record's ``path``) and ``options`` are
+#: :meth:`SiliconVisionClient.chat`'s (``model``, ``detail``, ``response_format``). The
+#: default is the client's ``chat``; the adapters pass one that also reports the call to
+#: their framework's callbacks and instrumentation.
+CaptionSender = Callable[..., ChatReply]
 #: The async twin of :data:`CaptionSender` (returns an awaitable).
-AsyncCaptionSender = Callable[..., Awaitable[ChatResult]]
+AsyncCaptionSender = Callable[..., Awaitable[ChatReply]]
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic"}
@@ -86,6 +112,12 @@ def _retryable_errors() -> tuple[type[BaseException], ...]:
     import openai
 
     return (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
+
+
+def _retryable_or_schema() -> tuple[type[BaseException], ...]:
+    """What another attempt may fix: the errors of :func:`_retryable_errors` and an
+    answer that does not follow the schema."""
+    return (SchemaError, *_retryable_errors())
 
 
 def iter_image_files(
@@ -148,6 +180,77 @@ def _image_files_in(directory: Path, *, recursive: bool) -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
+#: The backend label of SiliconCloud's own endpoints (``.cn`` and ``.com``).
+SILICONCLOUD_BACKEND = "siliconcloud"
+#: The backend label of a :class:`~siliconvision.testing.LocalSiliconCloud` in this process.
+EMULATOR_BACKEND = "emulator"
+_SILICONCLOUD_HOSTS = frozenset({"api.siliconflow.cn", "api.siliconflow.com"})
+_KEY_VERSION = 1
+
+
+def backend_label(base_url: str) -> str:
+    """Where answers from ``base_url`` come from, as caption records store it:
+    ``"siliconcloud"`` for SiliconCloud's endpoints, ``"emulator"`` for a
+    :class:`~siliconvision.testing.LocalSiliconCloud` running in this process, else the
+    base URL itself (a proxy, a self-hosted server, an emulator run elsewhere): never
+    mistaken for SiliconCloud.
+
+    >>> backend_label("https://api.siliconflow.cn/v1")
+    'siliconcloud'
+    >>> backend_label("http://127.0.0.1:8000/v1")
+    'http://127.0.0.1:8000/v1'
+    """
+    url = base_url.rstrip("/")
+    if urllib.parse.urlsplit(url).hostname in _SILICONCLOUD_HOSTS:
+        return SILICONCLOUD_BACKEND
+    emulator = sys.modules.get("siliconvision.testing.emulator")
+    if emulator is not None and emulator.is_local_emulator(url):
+        return EMULATOR_BACKEND
+    return url
+
+
+def image_identity(image: bytes | bytearray | memoryview | str) -> str:
+    """What identifies an image in a caption key: ``"sha256:<hex>"`` of its bytes, or for
+    a URL (sent as a URL, never fetched) ``"url:<the URL>"``.
+
+    >>> image_identity(b"abc")[:15]
+    'sha256:ba7816bf'
+    >>> image_identity("https://example.com/a.png")
+    'url:https://example.com/a.png'
+    """
+    if isinstance(image, str):
+        return f"url:{image}"
+    return "sha256:" + hashlib.sha256(image).hexdigest()
+
+
+def caption_key(
+    image: str,
+    *,
+    model: str,
+    prompt: str,
+    detail: Detail,
+    schema: Mapping[str, Any] | None = None,
+) -> str:
+    """The identity of one caption job: a SHA-256 of the image's :func:`image_identity`,
+    the model, the prompt as sent, the detail and the JSON schema (if any).
+
+    Two runs that would send the same request share the key; changing any of these
+    changes it. It is the CLI's resumption key and the ``row_key`` of
+    :func:`siliconvision.ray_data.caption_dataset` (one rule for both).
+
+    >>> a = caption_key("sha256:00", model="m", prompt="Describe.", detail="low")
+    >>> a == caption_key("sha256:00", model="m", prompt="Describe it.", detail="low")
+    False
+    """
+    canonical = json.dumps(
+        [_KEY_VERSION, image, model, prompt, detail, schema],
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 @dataclass(frozen=True)
 class CaptionRecord:
     """The outcome for one image: its ``caption``, or the ``error`` that stopped it.
@@ -156,6 +259,11 @@ class CaptionRecord:
     sent (after downsizing to what the server keeps); they are ``None`` when the
     image could not be read. ``attempts`` counts the requests made for it (0 when it
     failed before any request), not the retries inside the ``openai`` SDK.
+
+    Where it came from: ``backend`` (:func:`backend_label`), ``model``, ``prompt`` (as
+    sent), ``detail`` and ``image_sha256`` (of the image's bytes as read); ``key`` is
+    their :func:`caption_key`, which resumption matches (with ``backend``).
+    ``prompt_tokens``/``completion_tokens``: the usage of the answer.
 
     >>> record = CaptionRecord(path="a.png", caption="A red circle.", error=None,
     ...     model="m", mime_type="image/png", width=64, height=64, byte_size=310, attempts=1)
@@ -172,6 +280,13 @@ class CaptionRecord:
     height: int | None = None
     byte_size: int | None = None
     attempts: int = 0
+    backend: str | None = None
+    prompt: str | None = None
+    detail: str | None = None
+    image_sha256: str | None = None
+    key: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -196,15 +311,19 @@ class CaptionRecord:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def load_done(jsonl_path: str | os.PathLike[str]) -> set[str]:
-    """The ``path`` of every record captioned OK in a JSONL file of records.
+def load_done(jsonl_path: str | os.PathLike[str], *, backend: str | None = None) -> set[str]:
+    """The :attr:`~CaptionRecord.key` of every record captioned OK in a JSONL file of
+    records (from ``backend`` only, when given).
 
-    A missing file is an empty set. Lines that are not valid records (e.g. the
-    truncated last line of an interrupted run) are ignored. An image that failed
-    once and succeeded later counts as done.
+    Resumption skips an image only when its key is here: the same image bytes, model,
+    prompt and detail, from the same backend (records of the emulator never count
+    for SiliconCloud). Records without a key (older files) never count. A missing
+    file is an empty set; lines that are not valid records (e.g. the truncated last
+    line of an interrupted run) are ignored. An image that failed once and
+    succeeded later counts as done.
 
-    >>> load_done("captions.jsonl")  # doctest: +SKIP
-    {'photos/a.jpg', 'photos/sub/b.png'}
+    >>> load_done("captions.jsonl", backend="siliconcloud")  # doctest: +SKIP
+    {'9f2c...', '41d0...'}
     """
     done: set[str] = set()
     try:
@@ -217,11 +336,24 @@ def load_done(jsonl_path: str | os.PathLike[str]) -> set[str]:
                     record = CaptionRecord.from_json(json.loads(line))
                 except (ValueError, TypeError):
                     continue
-                if record.ok:
-                    done.add(record.path)
+                if not record.ok or not isinstance(record.key, str):
+                    continue
+                if backend is None or record.backend == backend:
+                    done.add(record.key)
     except FileNotFoundError:
         pass
     return done
+
+
+# --------------------------------------------------------------------------- one image
+
+_BASE64_RUN = re.compile(r"(?:data:[^,\s]{0,100},)?[A-Za-z0-9+/]{100,}={0,2}")
+
+
+def scrub_base64(text: str) -> str:
+    """``text`` with every base64 run of 100+ characters (and its ``data:`` prefix)
+    replaced by ``<base64 elided>``: error messages stay readable and small."""
+    return _BASE64_RUN.sub("<base64 elided>", text)
 
 
 def _describe_error(exc: BaseException) -> str:
@@ -229,8 +361,8 @@ def _describe_error(exc: BaseException) -> str:
     from openai import APIStatusError  # loaded: a request was made
 
     if isinstance(exc, (SiliconVisionError, APIStatusError)) and text:
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return scrub_base64(text)
+    return scrub_base64(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
 def _backoff_delay(attempt: int, base: float, cap: float) -> float:
@@ -240,9 +372,102 @@ def _backoff_delay(attempt: int, base: float, cap: float) -> float:
     return float(min(cap, base * 2.0 ** (attempt - 1)) * (0.5 + random.random() / 2))
 
 
+class SchemaError(SiliconVisionError):
+    """An answer that is not JSON following the requested schema."""
+
+
 @dataclass(frozen=True)
-class _Job:
-    """What one image needs, resolved once per batch."""
+class CaptionSchema:
+    """What a structured caption must follow: a pydantic model or a JSON schema.
+
+    ``json_schema`` is what the prompt shows and the key hashes; :meth:`validate`
+    turns an answer into the record's JSON text, or raises :class:`SchemaError`.
+
+    >>> from pydantic import BaseModel
+    >>> class Product(BaseModel):
+    ...     name: str
+    ...     price: float
+    >>> CaptionSchema.of(Product).validate('{"name": "tea", "price": 3}')
+    '{"name":"tea","price":3.0}'
+    """
+
+    json_schema: dict[str, Any]
+    model: Any = None  # the pydantic model class, when given one
+
+    @classmethod
+    def of(cls, schema: Any) -> CaptionSchema:
+        """From a pydantic ``BaseModel`` subclass or a JSON schema ``dict``."""
+        if isinstance(schema, CaptionSchema):
+            return schema
+        json_schema = getattr(schema, "model_json_schema", None)
+        if isinstance(schema, type) and callable(json_schema):
+            return cls(json_schema=json_schema(), model=schema)
+        if isinstance(schema, Mapping):
+            try:
+                import jsonschema  # type: ignore[import-untyped]
+            except ImportError:  # pragma: no cover - ray[data] brings it
+                raise ValueError(
+                    "validating with a JSON schema dict needs the jsonschema package "
+                    "(pip install jsonschema), or pass a pydantic model"
+                ) from None
+            plain = json.loads(json.dumps(dict(schema)))
+            try:
+                jsonschema.validators.validator_for(plain).check_schema(plain)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"schema is not a valid JSON schema: {exc.message}") from None
+            return cls(json_schema=plain)
+        raise ValueError(
+            f"schema must be a pydantic model class or a JSON schema dict, got {schema!r}"
+        )
+
+    def instruction(self) -> str:
+        """What the prompt adds: answer with one JSON object following the schema."""
+        text = json.dumps(self.json_schema, ensure_ascii=False, sort_keys=True)
+        return f"Answer with one JSON object, and nothing else, following this JSON schema: {text}"
+
+    def validate(self, answer: str) -> str:
+        """The answer as compact JSON text, validated; raises :class:`SchemaError`."""
+        text = _strip_fence(answer)
+        if self.model is not None:
+            from pydantic import ValidationError
+
+            try:
+                return str(self.model.model_validate_json(text).model_dump_json())
+            except ValidationError as exc:
+                raise SchemaError(_schema_message(str(exc))) from None
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise SchemaError(_schema_message(f"not JSON: {exc}")) from None
+        import jsonschema  # type: ignore[import-untyped]
+
+        try:
+            jsonschema.validate(value, self.json_schema)
+        except jsonschema.ValidationError as exc:
+            raise SchemaError(_schema_message(exc.message)) from None
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _strip_fence(answer: str) -> str:
+    """An answer's JSON without a Markdown code fence around it."""
+    text = answer.strip()
+    if text.startswith("```"):
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+        text = text.rsplit("```", 1)[0]
+    return text.strip()
+
+
+def _schema_message(detail: str) -> str:
+    detail = " ".join(detail.split())
+    return "the answer does not follow the schema: " + (
+        detail if len(detail) <= 300 else detail[:300] + "..."
+    )
+
+
+@dataclass(frozen=True)
+class CaptionJob:
+    """What every image of a batch is captioned with, resolved once (see
+    :func:`caption_job`): model, detail, the prompt as sent, retries, backend, schema."""
 
     prompt: str
     model: str
@@ -250,6 +475,15 @@ class _Job:
     max_attempts: int
     retry_backoff: float
     max_backoff: float
+    backend: str
+    schema: CaptionSchema | None = None
+
+    def key(self, image: str) -> str:
+        """The :func:`caption_key` of ``image`` (an :func:`image_identity`) in this job."""
+        schema = self.schema.json_schema if self.schema is not None else None
+        return caption_key(
+            image, model=self.model, prompt=self.prompt, detail=self.detail, schema=schema
+        )
 
 
 def _check_batch_args(concurrency: int, max_attempts: int, retry_backoff: float | None) -> None:
@@ -261,17 +495,32 @@ def _check_batch_args(concurrency: int, max_attempts: int, retry_backoff: float 
         raise ValueError(f"retry_backoff must be >= 0, got {retry_backoff!r}")
 
 
-def _make_job(
+DEFAULT_EXTRACT_PROMPT = "Extract the information in this image."
+
+
+def caption_job(
     client: SiliconVisionClient,
     *,
-    prompt: str,
-    model: str | None,
-    detail: Detail | None,
-    max_attempts: int,
-    retry_backoff: float | None,
-) -> _Job:
+    prompt: str | None = None,
+    model: str | None = None,
+    detail: Detail | None = None,
+    schema: Any = None,
+    max_attempts: int = 3,
+    retry_backoff: float | None = None,
+    backend: str | None = None,
+) -> CaptionJob:
+    """Resolve and check a batch's settings (raises before any request).
+
+    ``prompt`` defaults to :data:`DEFAULT_CAPTION_PROMPT` (with ``schema``:
+    :data:`DEFAULT_EXTRACT_PROMPT`); with ``schema`` the prompt sent also asks for JSON
+    following it. ``backend`` defaults to :func:`backend_label` of the client.
+    """
+    if prompt is None:
+        prompt = DEFAULT_CAPTION_PROMPT if schema is None else DEFAULT_EXTRACT_PROMPT
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("prompt must be a non-empty string")
+    if not isinstance(max_attempts, int) or max_attempts < 1:
+        raise ValueError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
     model_id = model or client.model
     spec = client.spec(model_id)
     if not spec.vision:
@@ -280,10 +529,22 @@ def _make_job(
             "(see `siliconvision models`)"
         )
     resolved = resolve_detail(detail, client.detail, spec=spec)
+    caption_schema = CaptionSchema.of(schema) if schema is not None else None
+    if caption_schema is not None:
+        prompt = f"{prompt.rstrip()}\n\n{caption_schema.instruction()}"
     # One retry policy: the client's backoff (``retry_initial_delay``/``retry_max_delay``)
     # also paces the attempts made here, unless ``retry_backoff`` is given.
     backoff = client.retry_initial_delay if retry_backoff is None else retry_backoff
-    return _Job(prompt, model_id, resolved, max_attempts, backoff, client.retry_max_delay)
+    return CaptionJob(
+        prompt=prompt,
+        model=model_id,
+        detail=resolved,
+        max_attempts=max_attempts,
+        retry_backoff=backoff,
+        max_backoff=client.retry_max_delay,
+        backend=backend if backend is not None else backend_label(client.base_url),
+        schema=caption_schema,
+    )
 
 
 def _unique(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -299,104 +560,230 @@ def _unique(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return unique
 
 
-def _prepare(
-    client: SiliconVisionClient, path: Path, job: _Job
-) -> tuple[PreparedImage, CaptionRecord]:
-    """The prepared image and a record holding its metadata (raises on bad input)."""
-    # Each image of a batch is read once: no point keeping it in the image cache.
-    prepared = prepare_image(path, model=client.spec(job.model), detail=job.detail, cache=None)
-    base = CaptionRecord(
-        path=str(path),
+def read_image_file(
+    path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_FILE_BYTES
+) -> bytes:
+    """An image file's bytes, read under the core file policy (the reader
+    :func:`~siliconvision.images.prepare_image` reads a path with: a regular file of at
+    most ``max_bytes``, checked before it is opened): read once, hashed for the key and
+    then prepared from these bytes. Raises :class:`ImageInputError` naming the file."""
+    return bytes(LocalFile(os.fspath(path), max_bytes).read().data)
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One image of a batch: ``source`` is what is prepared (bytes, an http(s) URL or
+    a ``PIL.Image``), ``identity`` its :func:`image_identity`, ``label`` the name
+    records and errors show (a path, a URL, a row)."""
+
+    label: str
+    source: Any
+    identity: str
+    image_sha256: str | None = None
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview, label: str) -> ImageItem:
+        identity = image_identity(data)
+        return cls(label, data, identity, identity.partition(":")[2])
+
+    @classmethod
+    def from_path(
+        cls, path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_FILE_BYTES
+    ) -> ImageItem:
+        """Reads the file (raises :class:`ImageInputError` naming it)."""
+        return cls.from_bytes(read_image_file(path, max_bytes=max_bytes), os.fspath(path))
+
+    @classmethod
+    def from_url(cls, url: str) -> ImageItem:
+        return cls(url, url, image_identity(url))
+
+
+def _prepare(client: SiliconVisionClient, item: ImageItem, job: CaptionJob) -> PreparedImage:
+    """The image ready to send (each image of a batch is prepared once: no cache)."""
+    try:
+        return prepare_image(
+            item.source, model=client.spec(job.model), detail=job.detail, cache=None
+        )
+    except ImageInputError as exc:
+        if exc.source != item.label:  # name the file or row, not "<bytes of N bytes>"
+            raise ImageInputError(item.label, exc.reason) from None
+        raise
+
+
+def _base_record(item: ImageItem, job: CaptionJob) -> CaptionRecord:
+    return CaptionRecord(
+        path=item.label,
         caption=None,
         error=None,
         model=job.model,
+        backend=job.backend,
+        prompt=job.prompt,
+        detail=job.detail,
+        image_sha256=item.image_sha256,
+        key=job.key(item.identity),
+    )
+
+
+def _with(record: CaptionRecord, **changes: Any) -> CaptionRecord:
+    return dataclasses.replace(record, **changes)
+
+
+def _with_prepared(record: CaptionRecord, prepared: PreparedImage) -> CaptionRecord:
+    return _with(
+        record,
         mime_type=prepared.mime_type,
         width=prepared.width,
         height=prepared.height,
         byte_size=prepared.byte_size,
-        attempts=0,
     )
-    return prepared, base
 
 
-def _messages(prepared: PreparedImage, job: _Job) -> list[dict[str, Any]]:
-    return [{"role": "user", "content": [prepared.to_part(), {"type": "text", "text": job.prompt}]}]
+def _request(
+    prepared: PreparedImage, job: CaptionJob
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    messages = [
+        {"role": "user", "content": [prepared.to_part(), {"type": "text", "text": job.prompt}]}
+    ]
+    options: dict[str, Any] = {"model": job.model, "detail": job.detail}
+    if job.schema is not None:
+        options["response_format"] = {"type": "json_object"}
+    return messages, options
 
 
-def _failed(path: Path, job: _Job, exc: BaseException, base: CaptionRecord | None) -> CaptionRecord:
-    if base is None:
-        base = CaptionRecord(path=str(path), caption=None, error=None, model=job.model)
-    return _with(base, error=_describe_error(exc))
+def _answered(record: CaptionRecord, result: Any, attempts: int, job: CaptionJob) -> CaptionRecord:
+    """The record of an answer (raises :class:`SchemaError` for a bad structured one)."""
+    text = result.content.strip()
+    caption = job.schema.validate(text) if job.schema is not None else text
+    usage = result.usage
+    return _with(
+        record,
+        caption=caption,
+        attempts=attempts,
+        prompt_tokens=usage.prompt_tokens if usage is not None else None,
+        completion_tokens=usage.completion_tokens if usage is not None else None,
+    )
 
 
-def _with(record: CaptionRecord, **changes: Any) -> CaptionRecord:
-    return CaptionRecord(**{**asdict(record), **changes})
-
-
-def _caption_one(
-    client: SiliconVisionClient, path: Path, job: _Job, send: CaptionSender | None
+def caption_item(
+    client: SiliconVisionClient,
+    item: ImageItem | Callable[[], ImageItem],
+    job: CaptionJob,
+    send: CaptionSender | None = None,
 ) -> CaptionRecord:
-    base: CaptionRecord | None = None
+    """Caption one image: prepare it, ask (up to ``job.max_attempts`` requests on 429,
+    5xx, connection errors, time-outs and answers off the schema), and record the
+    outcome. Never raises for the image's sake: a failure is a record with ``error``.
+
+    ``item`` may be a function that reads it (a failure to read is recorded too, under
+    ``label`` of :class:`ImageInputError`). ``send`` makes each request instead of
+    ``client.chat`` (see :data:`CaptionSender`)."""
     attempts = 0
+    record: CaptionRecord | None = None
     try:
-        prepared, meta = _prepare(client, path, job)
-        base = meta
-        messages = _messages(prepared, job)
+        if callable(item):
+            item = item()
+        record = _base_record(item, job)
+        prepared = _prepare(client, item, job)
+        record = _with_prepared(record, prepared)
+        messages, options = _request(prepared, job)
         while True:
             attempts += 1
             try:
                 if send is None:
-                    result = client.chat(messages, model=job.model, detail=job.detail)
+                    result = client.chat(messages, **options)
                 else:
-                    result = send(path, messages, model=job.model, detail=job.detail)
-                return _with(meta, caption=result.content.strip(), attempts=attempts)
-            except _retryable_errors():
+                    result = send(record.path, messages, **options)
+                return _answered(record, result, attempts, job)
+            except _retryable_or_schema():
                 if attempts >= job.max_attempts:
                     raise
                 time.sleep(_backoff_delay(attempts, job.retry_backoff, job.max_backoff))
     except Exception as exc:
-        record = _failed(path, job, exc, base)
-        return _with(record, attempts=attempts)
+        return _failed(record, item, job, exc, attempts)
 
 
-async def _acaption_one(
-    client: SiliconVisionClient, path: Path, job: _Job, send: AsyncCaptionSender | None
+async def acaption_item(
+    client: SiliconVisionClient,
+    item: ImageItem | Callable[[], ImageItem],
+    job: CaptionJob,
+    send: AsyncCaptionSender | None = None,
 ) -> CaptionRecord:
-    base: CaptionRecord | None = None
+    """The async :func:`caption_item` (reading and preparing run in a thread)."""
     attempts = 0
+    record: CaptionRecord | None = None
     try:
+        if callable(item):
+            item = await asyncio.to_thread(item)
+        record = _base_record(item, job)
         # Decoding and resizing is CPU work: keep it off the event loop.
-        prepared, meta = await asyncio.to_thread(_prepare, client, path, job)
-        base = meta
-        messages = _messages(prepared, job)
+        prepared = await asyncio.to_thread(_prepare, client, item, job)
+        record = _with_prepared(record, prepared)
+        messages, options = _request(prepared, job)
         while True:
             attempts += 1
             try:
                 if send is None:
-                    result = await client.achat(messages, model=job.model, detail=job.detail)
+                    result = await client.achat(messages, **options)
                 else:
-                    result = await send(path, messages, model=job.model, detail=job.detail)
-                return _with(meta, caption=result.content.strip(), attempts=attempts)
-            except _retryable_errors():
+                    result = await send(record.path, messages, **options)
+                return _answered(record, result, attempts, job)
+            except _retryable_or_schema():
                 if attempts >= job.max_attempts:
                     raise
                 await asyncio.sleep(_backoff_delay(attempts, job.retry_backoff, job.max_backoff))
     except Exception as exc:
-        record = _failed(path, job, exc, base)
-        return _with(record, attempts=attempts)
+        return _failed(record, item, job, exc, attempts)
+
+
+def _failed(
+    record: CaptionRecord | None,
+    item: ImageItem | Callable[[], ImageItem],
+    job: CaptionJob,
+    exc: BaseException,
+    attempts: int,
+) -> CaptionRecord:
+    if record is None:  # it could not even be read
+        label = getattr(item, "label", None) or getattr(exc, "source", "?")
+        record = CaptionRecord(
+            path=str(label),
+            caption=None,
+            error=None,
+            model=job.model,
+            backend=job.backend,
+            prompt=job.prompt,
+            detail=job.detail,
+        )
+    return _with(record, error=_describe_error(exc), attempts=attempts)
+
+
+@dataclass(frozen=True)
+class _PathItem:
+    """A file to read when its turn comes (in the worker thread)."""
+
+    path: Path
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+    @property
+    def label(self) -> str:
+        return str(self.path)
+
+    def __call__(self) -> ImageItem:
+        return ImageItem.from_path(self.path, max_bytes=self.max_bytes)
 
 
 def caption_images(
     client: SiliconVisionClient,
     paths: Sequence[str | os.PathLike[str]],
     *,
-    prompt: str = DEFAULT_CAPTION_PROMPT,
+    prompt: str | None = None,
     model: str | None = None,
     detail: Detail | None = None,
     concurrency: int = 4,
     max_attempts: int = 3,
     retry_backoff: float | None = None,
     on_record: Callable[[CaptionRecord], None] | None = None,
+    schema: Any = None,
+    backend: str | None = None,
     send: CaptionSender | None = None,
 ) -> Iterator[CaptionRecord]:
     """Caption ``paths``, yielding one :class:`CaptionRecord` per image as each finishes.
@@ -416,7 +803,14 @@ def caption_images(
       ``retry_initial_delay``), each wait at most the client's ``retry_max_delay``.
     - ``on_record`` is called with each record, in the iterating thread, just before
       it is yielded.
-    - ``send`` (a :data:`CaptionSender`) makes each request instead of ``client.chat``.
+    - ``prompt`` defaults to :data:`DEFAULT_CAPTION_PROMPT`. With ``schema`` (a pydantic
+      model or a JSON schema dict) the answer is asked for as JSON following it,
+      validated (an answer that does not follow it is retried, then recorded as an
+      error), and ``caption`` is its JSON text.
+    - ``backend`` overrides :func:`backend_label` in the records.
+    - With the client's ``rate_limits``, every request waits for its reservation.
+    - ``send`` (a :data:`CaptionSender`) makes each request instead of ``client.chat``;
+      it runs in the caller's context (frameworks keep callbacks and spans there).
 
     A client without an API key raises :class:`~siliconvision.client.MissingAPIKeyError`
     on the first ``next()``, before any image is read.
@@ -425,13 +819,15 @@ def caption_images(
     ...     print(record.path, record.caption if record.ok else record.error)
     """
     _check_batch_args(concurrency, max_attempts, retry_backoff)
-    job = _make_job(
+    job = caption_job(
         client,
         prompt=prompt,
         model=model,
         detail=detail,
+        schema=schema,
         max_attempts=max_attempts,
         retry_backoff=retry_backoff,
+        backend=backend,
     )
     return _caption_iter(client, _unique(paths), job, concurrency, on_record, send)
 
@@ -440,18 +836,19 @@ def _submit(
     executor: concurrent.futures.ThreadPoolExecutor,
     client: SiliconVisionClient,
     path: Path,
-    job: _Job,
+    job: CaptionJob,
     send: CaptionSender | None,
 ) -> concurrent.futures.Future[CaptionRecord]:
     # In the caller's context: frameworks keep callbacks and trace spans in contextvars.
     context = contextvars.copy_context()
-    return executor.submit(context.run, _caption_one, client, path, job, send)
+    item = _PathItem(path, client.max_file_bytes)
+    return executor.submit(context.run, caption_item, client, item, job, send)
 
 
 def _caption_iter(
     client: SiliconVisionClient,
     paths: list[Path],
-    job: _Job,
+    job: CaptionJob,
     concurrency: int,
     on_record: Callable[[CaptionRecord], None] | None,
     send: CaptionSender | None,
@@ -492,13 +889,15 @@ def acaption_images(
     client: SiliconVisionClient,
     paths: Sequence[str | os.PathLike[str]],
     *,
-    prompt: str = DEFAULT_CAPTION_PROMPT,
+    prompt: str | None = None,
     model: str | None = None,
     detail: Detail | None = None,
     concurrency: int = 4,
     max_attempts: int = 3,
     retry_backoff: float | None = None,
     on_record: Callable[[CaptionRecord], None] | None = None,
+    schema: Any = None,
+    backend: str | None = None,
     send: AsyncCaptionSender | None = None,
 ) -> AsyncIterator[CaptionRecord]:
     """The async twin of :func:`caption_images` (same arguments, same guarantees).
@@ -511,13 +910,15 @@ def acaption_images(
     ...     print(record.path, record.ok)
     """
     _check_batch_args(concurrency, max_attempts, retry_backoff)
-    job = _make_job(
+    job = caption_job(
         client,
         prompt=prompt,
         model=model,
         detail=detail,
+        schema=schema,
         max_attempts=max_attempts,
         retry_backoff=retry_backoff,
+        backend=backend,
     )
     return _acaption_iter(client, _unique(paths), job, concurrency, on_record, send)
 
@@ -525,7 +926,7 @@ def acaption_images(
 async def _acaption_iter(
     client: SiliconVisionClient,
     paths: list[Path],
-    job: _Job,
+    job: CaptionJob,
     concurrency: int,
     on_record: Callable[[CaptionRecord], None] | None,
     send: AsyncCaptionSender | None,
@@ -537,7 +938,8 @@ async def _acaption_iter(
 
     async def guarded(path: Path) -> CaptionRecord:
         async with semaphore:
-            return await _acaption_one(client, path, job, send)
+            item = _PathItem(path, client.max_file_bytes)
+            return await acaption_item(client, item, job, send)
 
     todo = iter(paths)
     # A window of `concurrency` tasks: later images are not even scheduled until a

@@ -4,14 +4,19 @@
                       [--image-order auto|images_first|preserve] [--stream]
     siliconvision caption DIR_OR_FILES... --out FILE.jsonl [--model M] [--detail D]
                       [--concurrency N] [--prompt TEXT] [--max-attempts N]
+                      [--rpm N] [--tpm N] [--emulator]
                       [--max-retries N] [--retry-delay S] [--retry-max-delay S]
     siliconvision emulator [--port N] [--host 127.0.0.1]
     siliconvision models [--remote]
 
 ``ask`` and ``caption`` talk to SiliconCloud when ``SILICONFLOW_API_KEY`` (or
-``SILICONCLOUD_API_KEY``) is set, at ``SILICONFLOW_BASE_URL`` if set. Without a key
-they start the built-in local emulator for the duration of the command and say so:
-its answers describe what it received, not real model output.
+``SILICONCLOUD_API_KEY``) is set, at ``SILICONFLOW_BASE_URL`` if set; with
+``--emulator`` they use the built-in local emulator instead (its answers describe
+what it received, not real model output). Without a key, ``ask`` falls back to the
+emulator and says so on stderr; ``caption`` refuses (exit 2) unless ``--emulator`` is
+given, so emulator output is never written into a captions file as if it were real.
+Caption records say which backend wrote them, and a rerun skips an image only when
+a record of the same backend, model, prompt, detail and image bytes is in ``--out``.
 
 Exit codes: 0 success; 1 an API or network error (or, for ``caption``, at least one
 image failed); 2 bad input (missing image, not an image, bad option); 130 interrupted.
@@ -41,10 +46,15 @@ import openai
 from . import __version__
 from .captions import (
     DEFAULT_CAPTION_PROMPT,
+    EMULATOR_BACKEND,
+    CaptionJob,
     CaptionRecord,
     caption_images,
+    caption_job,
+    image_identity,
     iter_image_files,
     load_done,
+    read_image_file,
 )
 from .catalog import CATALOG, DETAILS, IMAGE_ORDERS, Detail, ImageOrder, ModelSpec, get_model_spec
 from .client import (
@@ -59,6 +69,7 @@ from .client import (
 )
 from .errors import ContentError, ImageInputError, SiliconVisionError
 from .images import is_data_uri, is_image_url
+from .ratelimit import RateLimits
 from .wire import ParameterError
 
 __all__ = ["main"]
@@ -154,6 +165,11 @@ def _build_parser() -> _Parser:
         "images first for InternVL)",
     )
     ask.add_argument("--stream", action="store_true", help="print the answer as it arrives")
+    ask.add_argument(
+        "--emulator",
+        action="store_true",
+        help="use the built-in local emulator even when a key is set",
+    )
     ask.add_argument("--max-tokens", type=_positive_int, default=None, help="answer length cap")
     ask.set_defaults(func=_cmd_ask)
 
@@ -161,8 +177,10 @@ def _build_parser() -> _Parser:
         "caption",
         help="caption many images into a JSONL file (resumable)",
         description="Caption images (directories are searched recursively) into a JSONL "
-        "file, one line per image. Images already captioned in --out are skipped, so "
-        "rerunning the same command resumes an interrupted run and retries failed images.",
+        "file, one line per image. Images already captioned in --out with the same model, "
+        "prompt, detail and backend (and the same bytes) are skipped, so rerunning the same "
+        "command resumes an interrupted run and retries failed images. Needs "
+        "SILICONFLOW_API_KEY, or --emulator to try it offline.",
     )
     caption.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
     caption.add_argument("--out", required=True, type=Path, metavar="FILE.jsonl")
@@ -197,6 +215,27 @@ def _build_parser() -> _Parser:
         default=DEFAULT_RETRY_MAX_DELAY,
         metavar="SECONDS",
         help=f"longest backoff wait (default {DEFAULT_RETRY_MAX_DELAY:g})",
+    )
+    caption.add_argument(
+        "--rpm",
+        type=_positive_int,
+        default=None,
+        help="the account's requests-per-minute limit for this model: requests are paced "
+        "to stay within it",
+    )
+    caption.add_argument(
+        "--tpm",
+        type=_positive_int,
+        default=None,
+        help="the account's tokens-per-minute limit for this model (prompt and answer "
+        "tokens, estimated before each request and corrected after)",
+    )
+    caption.add_argument(
+        "--emulator",
+        action="store_true",
+        help="caption with the built-in local emulator (offline; its captions describe the "
+        "image received, not real model output, and its records never count as done for "
+        "SiliconCloud)",
     )
     caption.add_argument(
         "--no-recursive", action="store_true", help="do not descend into sub-directories"
@@ -243,6 +282,10 @@ _EMULATOR_NOTICE = (
     "127.0.0.1). Its answers describe what it received, not real model output. "
     "Set SILICONFLOW_API_KEY to use SiliconCloud."
 )
+_EMULATOR_ASKED = (
+    "{prog}: --emulator: using the built-in local emulator (LocalSiliconCloud on "
+    "127.0.0.1). Its answers describe what it received, not real model output."
+)
 
 
 @contextlib.contextmanager
@@ -251,22 +294,22 @@ def _connect(
     model: str,
     detail: Detail | None = None,
     image_order: ImageOrder = "auto",
-    **retry: Any,
+    emulator: bool = False,
+    **settings: Any,
 ) -> Iterator[SiliconVisionClient]:
-    """A client for SiliconCloud if a key is set, else for a local emulator run for the
-    duration of the ``with`` block. ``retry``: ``max_retries``, ``retry_initial_delay``,
-    ``retry_max_delay``."""
-    settings: dict[str, Any] = {
-        "model": model,
-        "detail": detail,
-        "image_order": image_order,
-        **retry,
-    }
-    if resolve_api_key() is not None:
+    """A client for SiliconCloud if a key is set (and ``emulator`` is not asked for),
+    else for a local emulator run for the duration of the ``with`` block. ``settings``:
+    more client settings (``max_retries``, ``retry_initial_delay``, ``retry_max_delay``,
+    ``rate_limits``)."""
+    settings = {"model": model, "detail": detail, "image_order": image_order, **settings}
+    if not emulator and resolve_api_key() is not None:
         with SiliconVisionClient(**settings) as client:
             yield client
         return
-    _err(_EMULATOR_NOTICE.format(prog=PROG, keys=" or ".join(API_KEY_ENV_VARS)))
+    if emulator:
+        _err(_EMULATOR_ASKED.format(prog=PROG))
+    else:
+        _err(_EMULATOR_NOTICE.format(prog=PROG, keys=" or ".join(API_KEY_ENV_VARS)))
     from .testing import LocalSiliconCloud
 
     with (
@@ -293,7 +336,9 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     if args.max_tokens is not None:
         params["max_tokens"] = args.max_tokens
     out = _out()
-    with _connect(model=args.model, detail=args.detail, image_order=args.image_order) as client:
+    with _connect(
+        model=args.model, detail=args.detail, image_order=args.image_order, emulator=args.emulator
+    ) as client:
         messages = client.ask_messages(images, args.question)
         if not args.stream:
             result = client.chat(messages, **params)
@@ -365,8 +410,22 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
-def _resolved(path: str | os.PathLike[str]) -> str:
-    return os.path.normcase(os.path.realpath(path))
+def _not_done(files: Sequence[Path], job: CaptionJob, out_path: Path) -> list[Path]:
+    """The files without a record of the same :func:`~siliconvision.captions.caption_key`
+    and backend in ``out_path`` (each file is read and hashed; one that cannot be read
+    is left to the captioning, which records why)."""
+    done = load_done(out_path, backend=job.backend)
+    if not done:
+        return list(files)
+    todo: list[Path] = []
+    for file in files:
+        try:
+            key = job.key(image_identity(read_image_file(file)))
+        except ImageInputError:
+            key = None
+        if key not in done:
+            todo.append(file)
+    return todo
 
 
 def _open_for_append(path: Path) -> IO[str]:
@@ -387,6 +446,11 @@ def _open_for_append(path: Path) -> IO[str]:
     return file
 
 
+def _limits_text(limits: RateLimits) -> str:
+    parts = [(limits.rpm, "RPM"), (limits.tpm, "TPM")]
+    return " and ".join(f"{value:,.0f} {name}" for value, name in parts if value)
+
+
 def _cmd_caption(args: argparse.Namespace) -> int:
     if not args.prompt.strip():
         raise _InputError("the caption prompt (--prompt) is empty")
@@ -401,35 +465,66 @@ def _cmd_caption(args: argparse.Namespace) -> int:
         raise _InputError(str(exc)) from None
     if not files:
         raise _InputError(f"no images found in {', '.join(args.paths)}")
+    if not args.emulator and resolve_api_key() is None:
+        raise _InputError(
+            f"no {' or '.join(API_KEY_ENV_VARS)} set: caption needs SiliconCloud; set "
+            f"{API_KEY_ENV_VARS[0]}, or pass --emulator to caption with the built-in local "
+            "emulator (offline; its captions describe the image received, not real model "
+            "output)"
+        )
     out_path: Path = args.out
-    done = {_resolved(p) for p in load_done(out_path)}
-    todo = [f for f in files if _resolved(f) not in done]
+    if out_path.is_dir():
+        raise _InputError(f"--out {str(out_path)!r} is a directory; give a .jsonl file path")
+    rate_limits = None
+    if args.rpm is not None or args.tpm is not None:
+        rate_limits = RateLimits(rpm=args.rpm, tpm=args.tpm)
+    with _connect(
+        model=args.model,
+        detail=args.detail,
+        emulator=args.emulator,
+        max_retries=args.max_retries,
+        retry_initial_delay=args.retry_delay,
+        retry_max_delay=args.retry_max_delay,
+        rate_limits=rate_limits,
+    ) as client:
+        job = caption_job(
+            client,
+            prompt=args.prompt,
+            max_attempts=args.max_attempts,
+            backend=EMULATOR_BACKEND if args.emulator else None,
+        )
+        todo = _not_done(files, job, out_path)
+        return _caption_into(client, job, files, todo, out_path, args)
+
+
+def _caption_into(
+    client: SiliconVisionClient,
+    job: CaptionJob,
+    files: Sequence[Path],
+    todo: Sequence[Path],
+    out_path: Path,
+    args: argparse.Namespace,
+) -> int:
     skipped = len(files) - len(todo)
     if not todo:
         _err(f"all {len(files)} images are already captioned in {out_path}; nothing to do")
         return 0
+    limits = client.rate_limits
     _err(
         f"captioning {len(todo)} image(s) with {args.model}, concurrency {args.concurrency}"
+        + (f", within {_limits_text(limits)}" if isinstance(limits, RateLimits) else "")
         + (f" ({skipped} already captioned in {out_path})" if skipped else "")
     )
     failures: list[CaptionRecord] = []
     progress = _Progress(len(todo), sys.stderr)
-    with (
-        _connect(
-            model=args.model,
-            detail=args.detail,
-            max_retries=args.max_retries,
-            retry_initial_delay=args.retry_delay,
-            retry_max_delay=args.retry_max_delay,
-        ) as client,
-        _open_for_append(out_path) as out,
-    ):
+    with _open_for_append(out_path) as out:
         records = caption_images(
             client,
             todo,
-            prompt=args.prompt,
+            prompt=job.prompt,
             concurrency=args.concurrency,
-            max_attempts=args.max_attempts,
+            max_attempts=job.max_attempts,
+            backend=job.backend,
         )
         progress.start()
         try:

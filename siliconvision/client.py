@@ -64,6 +64,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from ._sdk import AsyncSiliconCloudOpenAI, MissingAPIKeyError, SiliconCloudOpenAI
+    from .ratelimit import Permit, RateLimiter
 
 _SDK_NAMES = frozenset({"AsyncSiliconCloudOpenAI", "MissingAPIKeyError", "SiliconCloudOpenAI"})
 
@@ -213,10 +214,13 @@ class ChatStream:
     ...     print(stream.result().usage)
     """
 
-    def __init__(self, sdk_stream: Any, *, trace_id: str | None) -> None:
+    def __init__(
+        self, sdk_stream: Any, *, trace_id: str | None, permit: Permit | None = None
+    ) -> None:
         self._sdk_stream = sdk_stream
         self.accumulator = StreamAccumulator()
         self.trace_id = trace_id
+        self._permit = permit  # a rate-limit reservation, settled when the stream ends
 
     def __iter__(self) -> Iterator[StreamDelta]:
         accumulator = self.accumulator
@@ -239,6 +243,7 @@ class ChatStream:
 
     def close(self) -> None:
         self._sdk_stream.close()
+        _settle_stream(self._permit, self.accumulator)
 
     def __enter__(self) -> ChatStream:
         return self
@@ -250,10 +255,13 @@ class ChatStream:
 class AsyncChatStream:
     """The async twin of :class:`ChatStream` (``async for`` / ``async with``)."""
 
-    def __init__(self, sdk_stream: Any, *, trace_id: str | None) -> None:
+    def __init__(
+        self, sdk_stream: Any, *, trace_id: str | None, permit: Permit | None = None
+    ) -> None:
         self._sdk_stream = sdk_stream
         self.accumulator = StreamAccumulator()
         self.trace_id = trace_id
+        self._permit = permit  # a rate-limit reservation, settled when the stream ends
 
     async def __aiter__(self) -> AsyncIterator[StreamDelta]:
         accumulator = self.accumulator
@@ -276,12 +284,19 @@ class AsyncChatStream:
 
     async def aclose(self) -> None:
         await self._sdk_stream.close()
+        _settle_stream(self._permit, self.accumulator)
 
     async def __aenter__(self) -> AsyncChatStream:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _settle_stream(permit: Permit | None, accumulator: StreamAccumulator) -> None:
+    """A finished stream's usage settles its reservation; a cut one keeps the estimate."""
+    if permit is not None:
+        permit.settle_usage(accumulator.result().usage if accumulator.complete else None)
 
 
 def _image_item(image: Any) -> Any:
@@ -347,7 +362,9 @@ class SiliconVisionClient:
     capped at ``max``, less up to 25% jitter; a ``Retry-After`` is honoured up to
     ``max``), ``fetch_urls`` (download URL images client-side, through the SSRF guard;
     off by default; ``allow_private_urls=True`` lifts the guard's address checks, for
-    trusted URLs only).
+    trusted URLs only), ``rate_limits`` (a :class:`~siliconvision.ratelimit.RateLimits`
+    shared by every chat request sent with it: each attempt waits for its reservation,
+    see :mod:`siliconvision.ratelimit`).
 
     Local files: paths the program passes itself (``Path``, :class:`Image`, the
     ``images`` of :meth:`ask`) are read; a local path or ``file:`` URL in the ``url``
@@ -379,6 +396,7 @@ class SiliconVisionClient:
         default_headers: Mapping[str, str] | None = None,
         http_client: Any = None,
         http_async_client: Any = None,
+        rate_limits: RateLimiter | None = None,
     ) -> None:
         self._api_key = resolve_api_key(api_key)
         self.base_url = resolve_base_url(base_url)
@@ -410,6 +428,7 @@ class SiliconVisionClient:
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncSiliconCloudOpenAI]
         self._async = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
+        self.rate_limits = _check_rate_limits(rate_limits)
         # Fail early on bad defaults rather than on the first request.
         prepare_messages(
             [{"role": "user", "content": "x"}],
@@ -538,28 +557,50 @@ class SiliconVisionClient:
     def chat(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> ChatResult:
         """One answer. ``options``: ``model``, ``detail``, ``image_order``, request params."""
         request = self.build_request(messages, **options)
-        raw = self.openai.send_chat(request)
-        return parse_chat_completion(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER))
+        if self.rate_limits is None:
+            raw = self.openai.send_chat(request)
+            return parse_chat_completion(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER))
+        from .ratelimit import send_limited
+
+        raw, permit = send_limited(self, request)
+        return _settled(permit, raw)
 
     async def achat(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> ChatResult:
         """Async :meth:`chat`."""
         request = self.build_request(messages, **options)
-        raw = await (await self._aopenai()).send_chat(request)
-        return parse_chat_completion(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER))
+        if self.rate_limits is None:
+            raw = await (await self._aopenai()).send_chat(request)
+            return parse_chat_completion(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER))
+        from .ratelimit import asend_limited
+
+        raw, permit = await asend_limited(self, request)
+        return _settled(permit, raw)
 
     def stream(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> ChatStream:
         """A streamed answer (see :class:`ChatStream`)."""
         request = self.build_request(messages, stream=True, **options)
-        raw = self.openai.send_chat(request)
-        return ChatStream(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER))
+        permit: Permit | None = None
+        if self.rate_limits is None:
+            raw = self.openai.send_chat(request)
+        else:
+            from .ratelimit import send_limited
+
+            raw, permit = send_limited(self, request)
+        return ChatStream(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER), permit=permit)
 
     async def astream(
         self, messages: Sequence[Mapping[str, Any]], **options: Any
     ) -> AsyncChatStream:
         """A streamed answer, async (see :class:`AsyncChatStream`)."""
         request = self.build_request(messages, stream=True, **options)
-        raw = await (await self._aopenai()).send_chat(request)
-        return AsyncChatStream(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER))
+        permit: Permit | None = None
+        if self.rate_limits is None:
+            raw = await (await self._aopenai()).send_chat(request)
+        else:
+            from .ratelimit import asend_limited
+
+            raw, permit = await asend_limited(self, request)
+        return AsyncChatStream(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER), permit=permit)
 
     def ask_messages(self, images: Sequence[Any] | Any, question: str) -> list[dict[str, Any]]:
         """One user message: ``images`` then ``question``. Here a ``str`` image is a path
@@ -618,6 +659,31 @@ class SiliconVisionClient:
 
     def __getstate__(self) -> dict[str, Any]:
         raise TypeError("SiliconVisionClient holds a secret and open connections; not picklable")
+
+
+def _check_rate_limits(rate_limits: object) -> RateLimiter | None:
+    if rate_limits is None:
+        return None
+    from .ratelimit import RateLimiter
+
+    if not isinstance(rate_limits, RateLimiter):
+        raise TypeError(
+            "rate_limits must be a siliconvision.RateLimits (or a stand-in with acquire, "
+            "aacquire, rate_limited and completion_estimate), got "
+            f"{type(rate_limits).__name__}"
+        )
+    return rate_limits
+
+
+def _settled(permit: Permit, raw: Any) -> ChatResult:
+    """The answer of a rate-limited request; its reservation settled with the real usage."""
+    try:
+        result = parse_chat_completion(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER))
+    except BaseException:
+        permit.settle(None)
+        raise
+    permit.settle_usage(result.usage)
+    return result
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

@@ -403,18 +403,30 @@ def _message_text(message: Mapping[str, Any]) -> str:
     return "".join(pieces)
 
 
+_HEADER_CHARS = 64 * 1024  # base64 of 48 KiB: the size is in the first bytes of a file
+
+
 def _image_size(url: str) -> tuple[int, int]:
-    """Pixels of a prepared image: a data URI's read from its header (no full decode);
-    an http(s) URL's are not known (not fetched): :data:`URL_IMAGE_SIZE_ASSUMED`."""
+    """Pixels of a prepared image. A data URI's are read from its header: the first
+    48 KiB are decoded (enough for the header of every format, unless a JPEG carries a
+    larger EXIF block first), the whole payload only when they do not suffice. An
+    http(s) URL's are not known (not fetched): :data:`URL_IMAGE_SIZE_ASSUMED`."""
     import io
 
     from PIL import Image as PILImage
 
     if not is_data_uri(url):
         return URL_IMAGE_SIZE_ASSUMED
-    with PILImage.open(io.BytesIO(decode_data_uri(url, "(prepared image)").data)) as image:
-        width, height = image.size
-    return int(width), int(height)
+    head = url[: url.index(",") + 1 + _HEADER_CHARS]
+    for uri in (head, url) if len(url) > len(head) else (url,):
+        try:
+            with PILImage.open(io.BytesIO(decode_data_uri(uri, "(prepared image)").data)) as image:
+                width, height = image.size
+            return int(width), int(height)
+        except Exception:
+            if uri is url:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def estimate_prompt_tokens(

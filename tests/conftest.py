@@ -6,9 +6,16 @@ developer's real key can never make a test talk to the real service.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+
+# Ray keeps every socket on loopback only if these are set before it is imported (the
+# node then runs on 127.0.0.1, not on the machine's interface address): here, before
+# any test module or doctest imports it. See tests/ray/conftest.py for the rest.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 
 ENV_VARS = ("SILICONFLOW_API_KEY", "SILICONCLOUD_API_KEY", "SILICONFLOW_BASE_URL")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .._common import Context, ScenarioResult
-from . import concurrency, imports, memory, overhead, photos, repeated, streaming
+from . import concurrency, imports, memory, overhead, photos, ray_batch, repeated, streaming
 
 __all__ = ["SCENARIOS"]
 
@@ -18,4 +18,6 @@ SCENARIOS: dict[str, Callable[[Context], ScenarioResult]] = {
     "concurrency": concurrency.run,
     "memory": memory.run,
     "imports": imports.run,
+    "ray_limits": ray_batch.run_limits,
+    "ray_prep": ray_batch.run_prep,
 }

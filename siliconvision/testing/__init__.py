@@ -7,13 +7,21 @@ Example:
 """
 
 from ._records import ReceivedRequest, ScriptedReply, SeenImage
-from .emulator import DEFAULT_ERROR_BODIES, LocalSiliconCloud, default_error_body
+from .emulator import (
+    DEFAULT_ERROR_BODIES,
+    LocalSiliconCloud,
+    RateWindowStats,
+    default_error_body,
+    rate_limit_body,
+)
 
 __all__ = [
     "DEFAULT_ERROR_BODIES",
     "LocalSiliconCloud",
+    "RateWindowStats",
     "ReceivedRequest",
     "ScriptedReply",
     "SeenImage",
     "default_error_body",
+    "rate_limit_body",
 ]

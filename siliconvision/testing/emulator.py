@@ -33,8 +33,21 @@ Order of processing of an API request
     read (paced by ``upload_mbit_per_s``) and log -> ``stall`` -> route (404) -> auth
     (401) -> ``latency`` (chat and embeddings only) -> injected fault (``fail_next``
     queue first, then the seeded fault rate) -> validation (400: 20012 unknown model,
-    20015 invalid parameter, 20040 malformed image URL) -> scripted reply queue ->
-    responder -> default reply.
+    20015 invalid parameter, 20040 malformed image URL) -> rate limits (429, chat
+    only) -> scripted reply queue -> responder -> default reply.
+
+Rate limits
+    ``rate_limits=RateLimits(rpm=..., tpm=..., window=...)`` makes the emulator enforce
+    them per model over a sliding window of ``window`` seconds (60 for per-minute
+    limits; tests use shorter ones), as SiliconCloud does per account and model: a
+    chat request is refused when the requests accepted in the last ``window`` seconds
+    plus itself exceed ``rpm * window / 60``, or when their tokens (prompt plus
+    completion, counted at acceptance) plus its prompt tokens exceed ``tpm * window /
+    60``. The refusal is SiliconCloud's 429 body, naming the limit: ``{"message":
+    "Request was rejected due to rate limiting. ... Details:RPM limit reached.",
+    "data": null}`` (or ``TPM``), without rate-limit headers. Refused requests do not
+    count. :meth:`LocalSiliconCloud.rate_stats` reports, per model, the most requests
+    that arrived and the most tokens accepted within any one window, and the refusals.
 
 Default reply (no script, no responder)
     Line 1 ``I see N image(s).`` ("I see 1 image." / "I see 2 images."), then one line
@@ -140,12 +153,14 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal, Protocol
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from ..catalog import CATALOG
+from ..ratelimit import RateLimits
 from ._chat import (
     WireError,
     build_reply,
@@ -158,7 +173,14 @@ from ._chat import (
 from ._embeddings import embeddings_body
 from ._records import Headers, ReceivedRequest, ScriptedReply, SeenImage, check_scripted
 
-__all__ = ["LocalSiliconCloud", "ReceivedRequest", "ScriptedReply", "SeenImage"]
+__all__ = [
+    "LocalSiliconCloud",
+    "RateWindowStats",
+    "ReceivedRequest",
+    "ScriptedReply",
+    "SeenImage",
+    "rate_limit_body",
+]
 
 Responder = Callable[[ReceivedRequest], "ScriptedReply | None"]
 CutMode = Literal["abort", "clean"]
@@ -172,10 +194,27 @@ _ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/v1/models"): "models",
 }
 _SECRET_HEADERS = frozenset({"x-api-key", "api-key", "cookie", "proxy-authorization"})
-_RATE_LIMIT_MESSAGE = (
+_RATE_LIMIT_TEXT = (
     "Request was rejected due to rate limiting. If you want more, please contact "
-    "contact@siliconflow.cn. Details:TPM limit reached."
+    "contact@siliconflow.cn. Details:{limit} limit reached."
 )
+_RATE_LIMIT_MESSAGE = _RATE_LIMIT_TEXT.format(limit="TPM")
+
+
+_SERVING: set[str] = set()  # base URLs of the emulators running in this process
+_SERVING_LOCK = threading.Lock()
+
+
+def is_local_emulator(base_url: str) -> bool:
+    """Whether ``base_url`` is that of a :class:`LocalSiliconCloud` running in this process."""
+    with _SERVING_LOCK:
+        return base_url.rstrip("/") in _SERVING
+
+
+def rate_limit_body(limit: str) -> dict[str, Any]:
+    """SiliconCloud's 429 body for ``limit`` (``"RPM"``, ``"TPM"``, ``"RPD"``, ...)."""
+    return {"message": _RATE_LIMIT_TEXT.format(limit=limit), "data": None}
+
 
 DEFAULT_ERROR_BODIES: dict[int, Any] = {
     400: {"code": 20015, "message": "The parameter is invalid. Please check again.", "data": None},
@@ -201,6 +240,61 @@ def default_error_body(status: int) -> Any:
         return DEFAULT_ERROR_BODIES[status]
     phrase = BaseHTTPRequestHandler.responses.get(status, ("Error", ""))[0]
     return phrase
+
+
+@dataclass(frozen=True)
+class RateWindowStats:
+    """What the emulator's rate limits saw for one model (see "Rate limits").
+
+    ``peak_requests``: the most chat requests that *arrived* (accepted or refused)
+    within any one window; ``peak_tokens``: the most tokens *accepted* within any one
+    window; ``request_cap``/``token_cap``: what one window allows (``None``: no limit);
+    ``accepted_tokens``: the tokens of every accepted request (prompt and completion).
+
+    >>> stats = emu.rate_stats()["Qwen/Qwen2.5-VL-72B-Instruct"]  # doctest: +SKIP
+    >>> stats.peak_requests <= stats.request_cap and stats.refused == 0  # doctest: +SKIP
+    True
+    """
+
+    model: str
+    window: float
+    request_cap: float | None
+    token_cap: float | None
+    arrived: int
+    accepted: int
+    refused_rpm: int
+    refused_tpm: int
+    peak_requests: int
+    peak_tokens: int
+    accepted_tokens: int = 0
+
+    @property
+    def refused(self) -> int:
+        return self.refused_rpm + self.refused_tpm
+
+
+class _Window:
+    """One model's sliding window: accepted requests as [time, tokens], all arrivals."""
+
+    def __init__(self) -> None:
+        self.accepted: deque[list[float]] = deque()
+        self.tokens = 0.0
+        self.arrivals: deque[float] = deque()
+        self.counts = {
+            "arrived": 0,
+            "accepted": 0,
+            "refused_rpm": 0,
+            "refused_tpm": 0,
+            "accepted_tokens": 0,
+        }
+        self.peak_requests = 0
+        self.peak_tokens = 0.0
+
+    def expire(self, now: float, window: float) -> None:
+        while self.accepted and self.accepted[0][0] <= now - window:
+            self.tokens -= self.accepted.popleft()[1]
+        while self.arrivals and self.arrivals[0] <= now - window:
+            self.arrivals.popleft()
 
 
 class _ClientGone(Exception):
@@ -709,6 +803,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(rec, exc.status, exc.body)
             return
         rec.images = req.images
+        admitted = emu._admit(req.model, req.prompt_tokens)
+        if isinstance(admitted, dict):
+            self._answer(rec, 429, admitted)
+            return
         try:
             script = emu._next_script()
             if script is None:
@@ -723,6 +821,8 @@ class _Handler(BaseHTTPRequestHandler):
             message = f"emulator responder failed: {type(exc).__name__}: {exc}"
             self._answer(rec, 500, {"code": 50000, "message": message, "data": None})
             return
+        if admitted is not None:
+            emu._count_completion(req.model, admitted, plan.completion_tokens)
         chat_id = uuid.uuid4().hex
         created = int(time.time())
         rec.reply_content = plan.content_text
@@ -824,6 +924,7 @@ class LocalSiliconCloud:
         chunk_delay: float = 0.0,
         reply_chunks: int | None = None,
         upload_mbit_per_s: float | None = None,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         if not isinstance(api_key, str) or not api_key:
             raise ValueError("api_key must be a non-empty string")
@@ -857,6 +958,8 @@ class LocalSiliconCloud:
         self._urls: dict[str, tuple[bytes, str | None]] = {}
         self._files: dict[str, tuple[bytes, str]] = {}
         self._disconnects = 0
+        self.rate_limits = rate_limits
+        self._windows: dict[str, _Window] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._wake: tuple[socket.socket, socket.socket] | None = None
@@ -878,6 +981,8 @@ class LocalSiliconCloud:
             )
             self._server, self._thread, self._wake = server, thread, (wake_r, wake_w)
         thread.start()
+        with _SERVING_LOCK:
+            _SERVING.add(self.base_url)
         return self
 
     def stop(self) -> None:
@@ -887,6 +992,8 @@ class LocalSiliconCloud:
             self._server = self._thread = self._wake = None
         if server is None:
             return
+        with _SERVING_LOCK:
+            _SERVING.discard(self._url_of(server))
         server.stop_event.set()
         if wake is not None:
             with contextlib.suppress(OSError):
@@ -913,6 +1020,36 @@ class LocalSiliconCloud:
         self._upload_mbit_per_s = check_upload_rate(value)
 
     @property
+    def rate_limits(self) -> RateLimits | None:
+        """The limits enforced per model (``None``: none); see "Rate limits". Only the
+        limits and the window are read: the object's own state is not touched."""
+        return self._rate_limits
+
+    @rate_limits.setter
+    def rate_limits(self, value: RateLimits | None) -> None:
+        if value is not None and not isinstance(value, RateLimits):
+            raise TypeError(f"rate_limits must be a RateLimits or None, got {value!r}")
+        self._rate_limits = value
+
+    def rate_stats(self) -> dict[str, RateWindowStats]:
+        """Per model: peaks within one window and refusals since start (or ``clear()``)."""
+        limits = self._rate_limits
+        window = limits.window if limits is not None else 60.0
+        with self._lock:
+            return {
+                model: RateWindowStats(
+                    model=model,
+                    window=window,
+                    request_cap=_cap(limits.rpm, window) if limits is not None else None,
+                    token_cap=_cap(limits.tpm, window) if limits is not None else None,
+                    peak_requests=w.peak_requests,
+                    peak_tokens=round(w.peak_tokens),
+                    **w.counts,
+                )
+                for model, w in self._windows.items()
+            }
+
+    @property
     def running(self) -> bool:
         """Whether the server is started."""
         return self._server is not None
@@ -932,8 +1069,11 @@ class LocalSiliconCloud:
         server = self._server
         if server is None:
             raise RuntimeError("LocalSiliconCloud is not started: call start() first")
+        return self._url_of(server, "")
+
+    def _url_of(self, server: _Server, path: str = "/v1") -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{server.server_port}"
+        return f"http://{host}:{server.server_port}{path}"
 
     def __enter__(self) -> LocalSiliconCloud:
         return self.start()
@@ -1085,6 +1225,7 @@ class LocalSiliconCloud:
             self._faults.clear()
             self._fault_rate = 0.0
             self._disconnects = 0
+            self._windows.clear()
             self._responder = None
             self.cut_stream_after = None
             self.stall = False
@@ -1121,6 +1262,46 @@ class LocalSiliconCloud:
             if self._fault_rate > 0.0 and self._fault_rng.random() < self._fault_rate:
                 return self._fault_rng.choice(self._fault_statuses), None
         return None
+
+    def _admit(self, model: str, prompt_tokens: int) -> list[float] | dict[str, Any] | None:
+        """Count a chat request against the rate limits: its window entry when accepted
+        (``None`` when no limits are set), else the 429 body."""
+        limits = self._rate_limits
+        if limits is None:
+            return None
+        window = limits.window
+        with self._lock:
+            now = time.monotonic()
+            w = self._windows.setdefault(model, _Window())
+            w.expire(now, window)
+            w.arrivals.append(now)
+            w.counts["arrived"] += 1
+            w.peak_requests = max(w.peak_requests, len(w.arrivals))
+            request_cap, token_cap = _cap(limits.rpm, window), _cap(limits.tpm, window)
+            if request_cap is not None and len(w.accepted) + 1 > request_cap + 1e-9:
+                w.counts["refused_rpm"] += 1
+                return rate_limit_body("RPM")
+            if token_cap is not None and w.tokens + prompt_tokens > token_cap + 1e-9:
+                w.counts["refused_tpm"] += 1
+                return rate_limit_body("TPM")
+            entry = [now, float(prompt_tokens)]
+            w.accepted.append(entry)
+            w.tokens += prompt_tokens
+            w.counts["accepted"] += 1
+            w.counts["accepted_tokens"] += prompt_tokens
+            w.peak_tokens = max(w.peak_tokens, w.tokens)
+            return entry
+
+    def _count_completion(self, model: str, entry: list[float], completion_tokens: int) -> None:
+        with self._lock:
+            w = self._windows.get(model)
+            if w is None:  # cleared meanwhile
+                return
+            entry[1] += completion_tokens
+            w.counts["accepted_tokens"] += completion_tokens
+            if w.accepted and entry[0] >= w.accepted[0][0]:  # still in the window
+                w.tokens += completion_tokens
+                w.peak_tokens = max(w.peak_tokens, w.tokens)
 
     def _file(self, name: str) -> tuple[bytes, str] | None:
         with self._lock:
@@ -1161,6 +1342,10 @@ class LocalSiliconCloud:
         if sub_type in ("chat", "embedding"):
             return [m for m, kind in entries if kind == sub_type]
         return [m for m, _ in entries] if not sub_type else []
+
+
+def _cap(per_minute: float | None, window: float) -> float | None:
+    return None if per_minute is None else per_minute * window / 60.0
 
 
 def _sniff_content_type(data: bytes) -> str:

@@ -29,6 +29,8 @@ SCENARIOS = {
     "concurrency",
     "memory",
     "imports",
+    "ray_limits",
+    "ray_prep",
 }
 OURS = ("core", "lc_ours", "li_ours")
 
@@ -160,3 +162,12 @@ def test_concurrency_answered_everything_and_repeated_reports_speedups(
             assert repeated[f"{key}:low"]["cached_total_ms"] > 0
     for values in _rows(report, "memory").values():
         assert values["peak_mb"] >= 0
+
+
+def test_ray_batches_caption_every_image_within_the_limits(report: dict[str, Any]) -> None:
+    ours = _rows(report, "ray_limits")["core"]
+    assert (ours["captioned"], ours["failed"], ours["refused"]) == (12, 0, 0)  # quick: 12 images
+    assert ours["requests"] == 12 and ours["outcome"] == "finished"
+    prep = _rows(report, "ray_prep")["core:low"]
+    for metric in ("images_per_core_s", "peak_mib", "sent_kib", "wall_s"):
+        assert isinstance(prep[metric], (int, float)) and prep[metric] > 0, metric

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
+from pydantic import BaseModel
 
 from siliconvision.captions import (
     CaptionRecord,
@@ -331,20 +334,74 @@ def test_load_done_tolerates_a_truncated_last_line(tmp_path: Path) -> None:
     ok = CaptionRecord(
         path="a.png", caption="A red disc.", error=None, model="m",
         mime_type="image/png", width=4, height=4, byte_size=70, attempts=1,
+        backend="siliconcloud", key="key-a",
     )  # fmt: skip
-    failed = CaptionRecord(path="b.png", caption=None, error="HTTP 503", model="m", attempts=3)
-    retried_ok = CaptionRecord(path="b.png", caption="Blue.", error=None, model="m", attempts=1)
-    cut = json.dumps(CaptionRecord(path="c.png", caption="x", error=None, model="m").to_json())
+    failed = CaptionRecord(
+        path="b.png", caption=None, error="HTTP 503", model="m", attempts=3, key="key-b",
+        backend="siliconcloud",
+    )  # fmt: skip
+    retried_ok = dataclasses.replace(failed, caption="Blue.", error=None, attempts=1)
+    cut = json.dumps(dataclasses.replace(ok, path="c.png", key="key-c").to_json())
     out = tmp_path / "captions.jsonl"
     out.write_text(
         "\n".join(json.dumps(r.to_json()) for r in (ok, failed)) + "\n" + cut[: len(cut) // 2]
     )
-    assert load_done(out) == {"a.png"}
+    assert load_done(out) == {"key-a"}
     out.write_text(out.read_text() + "\n" + json.dumps(retried_ok.to_json()) + "\n\nnot json\n")
-    assert load_done(out) == {"a.png", "b.png"}
+    assert load_done(out) == {"key-a", "key-b"}
+    assert load_done(out, backend="siliconcloud") == {"key-a", "key-b"}
+    assert load_done(out, backend="emulator") == set()  # another backend's work never counts
     assert load_done(tmp_path / "missing.jsonl") == set()
     assert CaptionRecord.from_json(ok.to_json()) == ok
     assert CaptionRecord.from_json({**failed.to_json(), "extra": 1}) == failed
     assert not failed.ok and ok.ok
     with pytest.raises(ValueError):
         CaptionRecord.from_json({"caption": "no path"})
+    # A record of an older version (no key) is never taken as done.
+    legacy = {"path": "d.png", "caption": "Old.", "error": None, "model": "m"}
+    out.write_text(json.dumps(legacy) + "\n")
+    assert load_done(out) == set()
+
+
+# --------------------------------------------------------------------------- schema
+
+
+class _Seen(BaseModel):
+    images: list[dict[str, Any]]
+    text: list[str]
+
+
+def test_schema_answers_are_validated_retried_and_recorded(
+    tmp_path: Path, emu: LocalSiliconCloud, client: SiliconVisionClient
+) -> None:
+    (path, width, height, _), (other, *_) = make_images(tmp_path, 2)
+    (record,) = caption_images(client, [path], schema=_Seen, max_attempts=2, retry_backoff=0)
+    assert record.ok and record.attempts == 1
+    seen = _Seen.model_validate_json(record.caption or "")
+    assert (seen.images[0]["width"], seen.images[0]["height"]) == (width, height)
+    (request,) = chat_requests(emu)
+    assert request.body["response_format"] == {"type": "json_object"}
+    assert record.prompt is not None and "JSON schema" in record.prompt
+    # An answer that is not JSON is retried; one off the schema, to the last attempt.
+    emu.clear()
+    emu.script_reply("Sorry, no JSON here.")
+    (record,) = caption_images(client, [other], schema=_Seen, max_attempts=2, retry_backoff=0)
+    assert record.ok and record.attempts == 2
+    strict = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}
+    emu.clear()
+    (record,) = caption_images(client, [path], schema=strict, max_attempts=2, retry_backoff=0)
+    assert not record.ok and record.caption is None and record.attempts == 2
+    assert record.error is not None and "does not follow the schema" in record.error
+    assert "'title'" in record.error and len(chat_requests(emu)) == 2
+    with pytest.raises(ValueError, match="not a valid JSON schema"):
+        caption_images(client, [path], schema={"type": 12})
+    with pytest.raises(ValueError, match="pydantic model class or a JSON schema"):
+        caption_images(client, [path], schema="title: str")
+
+
+def test_errors_never_carry_base64() -> None:
+    from siliconvision.captions import scrub_base64
+
+    payload = "A" * 5000
+    text = f"image data:image/png;base64,{payload}: bad; also {payload}== and 'short'"
+    assert scrub_base64(text) == "image <base64 elided>: bad; also <base64 elided> and 'short'"

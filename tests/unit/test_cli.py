@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -104,6 +105,17 @@ def test_ask_without_key_uses_the_local_emulator(
     assert code == 0, err
     assert "local emulator" in err and "not real model output" in err
     assert "I see 1 image." in out and "20x20 PNG" in out and "(red)" in out
+
+
+def test_ask_emulator_flag_uses_the_emulator_even_with_a_key(
+    tmp_path: Path, emu: LocalSiliconCloud, capsys: pytest.CaptureFixture[str]
+) -> None:
+    red = png(tmp_path / "red.png", (20, 20), (255, 0, 0))
+    code, out, err = run(capsys, "ask", red, "-q", "Colour?", "--emulator")
+    assert code == 0, err
+    assert "--emulator" in err and "not real model output" in err
+    assert "20x20 PNG" in out
+    assert emu.requests == []  # the configured server got nothing
 
 
 def test_bad_input_exits_2_with_one_clear_line(
@@ -223,9 +235,12 @@ def test_caption_resumes_after_a_truncated_last_line(
     a = png(photos / "a.png", (30, 20), (255, 0, 0))
     b = png(photos / "b.png", (31, 20), (0, 0, 255))
     out_file = tmp_path / "captions.jsonl"
-    done = {"path": str(a), "caption": "Red.", "error": None, "model": "m"}
-    cut = json.dumps({"path": str(b), "caption": "Blue.", "error": None, "model": "m"})
-    out_file.write_text(json.dumps(done) + "\n" + cut[:20])  # interrupted mid-write
+    code, _, err = run(capsys, "caption", a, "--out", out_file)  # a is done
+    assert code == 0, err
+    (record_a,) = read_jsonl(out_file)
+    cut = json.dumps({**record_a, "path": str(b)})
+    out_file.write_text(out_file.read_text() + cut[:20])  # interrupted mid-write
+    emu.clear()
     code, _, err = run(capsys, "caption", photos, "--out", out_file)
     assert code == 0, err
     (request,) = chat_requests(emu)
@@ -235,15 +250,137 @@ def test_caption_resumes_after_a_truncated_last_line(
     assert json.loads(lines[2])["path"] == str(b)
 
 
-def test_caption_without_key_uses_the_local_emulator(
+def test_caption_without_key_refuses_unless_the_emulator_is_asked_for(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     png(tmp_path / "p" / "a.png", (30, 20), (255, 0, 0))
-    code, _, err = run(capsys, "caption", tmp_path / "p", "--out", tmp_path / "o.jsonl")
+    out_file = tmp_path / "o.jsonl"
+    code, out, err = run(capsys, "caption", tmp_path / "p", "--out", out_file)
+    assert code == 2 and out == ""
+    assert "SILICONFLOW_API_KEY" in err and "--emulator" in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not out_file.exists()  # nothing written, no emulator started
+
+    code, _, err = run(capsys, "caption", tmp_path / "p", "--out", out_file, "--emulator")
     assert code == 0, err
-    assert "local emulator" in err
-    (record,) = read_jsonl(tmp_path / "o.jsonl")
+    assert "local emulator" in err and "not real model output" in err
+    (record,) = read_jsonl(out_file)
     assert "30x20 PNG" in record["caption"]
+    assert record["backend"] == "emulator"  # marked as such in the file
+
+
+@contextlib.contextmanager
+def _emulator_process() -> Iterator[str]:
+    """An independent SiliconCloud stand-in: `siliconvision emulator` in its own process
+    (so this process does not know it is an emulator). Yields its base URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SILICON",))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "siliconvision", "emulator"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        base_url = line.rsplit(" ", 1)[-1].strip()
+        assert base_url.startswith("http://127.0.0.1:"), line
+        yield base_url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def test_emulator_output_never_counts_as_done_for_siliconcloud(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = tmp_path / "photos"
+    png(photos / "a.png", (30, 20), (255, 0, 0))
+    png(photos / "b.png", (31, 20), (0, 0, 255))
+    out_file = tmp_path / "captions.jsonl"
+    code, _, err = run(capsys, "caption", photos, "--out", out_file, "--emulator")
+    assert code == 0, err
+    assert [r["backend"] for r in read_jsonl(out_file)] == ["emulator", "emulator"]
+
+    with _emulator_process() as base_url:
+        monkeypatch.setenv("SILICONFLOW_API_KEY", "sk-local-emulator")
+        monkeypatch.setenv("SILICONFLOW_BASE_URL", base_url)
+        code, _, err = run(capsys, "caption", photos, "--out", out_file)
+        assert code == 0, err
+        assert "already captioned" not in err  # the emulator's records count for nothing
+        records = read_jsonl(out_file)
+        assert len(records) == 4
+        assert {r["backend"] for r in records[2:]} == {base_url}
+        assert {Path(r["path"]).name for r in records[2:]} == {"a.png", "b.png"}
+        # ... while this backend's own records do count.
+        code, _, err = run(capsys, "caption", photos, "--out", out_file)
+        assert code == 0 and "nothing to do" in err
+        assert len(read_jsonl(out_file)) == 4
+
+
+def test_changing_model_prompt_detail_or_bytes_recaptions(
+    tmp_path: Path, emu: LocalSiliconCloud, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = tmp_path / "photos"
+    a = png(photos / "a.png", (30, 20), (255, 0, 0))
+    png(photos / "b.png", (31, 20), (0, 0, 255))
+    out_file = tmp_path / "captions.jsonl"
+
+    def sent(*extra: str) -> list[tuple[int, str, str | None]]:
+        emu.clear()
+        code, _, err = run(capsys, "caption", photos, "--out", out_file, *extra)
+        assert code == 0, err
+        return sorted(
+            (r.images[0].width, r.model or "", r.images[0].detail) for r in chat_requests(emu)
+        )
+
+    qwen = "Qwen/Qwen2.5-VL-72B-Instruct"
+    assert sent() == [(30, qwen, "high"), (31, qwen, "high")]
+    assert sent() == []  # the same command: nothing to do
+    assert sent("--prompt", "List the colours.") == [(30, qwen, "high"), (31, qwen, "high")]
+    assert sent("--prompt", "List the colours.") == []
+    other = "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert sent("--model", other) == [(30, other, "high"), (31, other, "high")]
+    assert sent("--detail", "low") == [(30, qwen, "low"), (31, qwen, "low")]
+    assert sent() == []  # every earlier combination is still done
+    png(a, (40, 20), (255, 0, 0))  # a.png's bytes changed
+    assert sent() == [(40, qwen, "high")]
+    records = read_jsonl(out_file)
+    assert len(records) == 9
+    for record in records:
+        assert record["backend"] == "emulator" and record["key"]
+        assert record["model"] in (qwen, other) and record["detail"] in ("high", "low")
+        assert record["prompt"] and len(record["image_sha256"]) == 64
+    assert len({r["key"] for r in records}) == 9
+
+
+def test_caption_rpm_paces_the_batch_within_the_servers_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from siliconvision.ratelimit import RateLimits
+
+    photos = tmp_path / "photos"
+    for i in range(6):
+        png(photos / f"{i}.png", (30 + i, 20), (255, 0, 0))
+    fragile = ["--concurrency", "6", "--max-attempts", "1", "--max-retries", "0"]
+    # The server allows 4 requests in any 1-second window.
+    with LocalSiliconCloud(api_key=SECRET, rate_limits=RateLimits(rpm=240, window=1.0)) as emu:
+        monkeypatch.setenv("SILICONFLOW_API_KEY", SECRET)
+        monkeypatch.setenv("SILICONFLOW_BASE_URL", emu.base_url)
+        code, _, err = run(capsys, "caption", photos, "--out", tmp_path / "a.jsonl", *fragile)
+        refused = emu.rate_stats()["Qwen/Qwen2.5-VL-72B-Instruct"].refused
+        assert code == 1 and refused > 0 and "RPM limit reached" in err  # 6 at once: too many
+        emu.clear()
+        code, _, err = run(
+            capsys, "caption", photos, "--out", tmp_path / "b.jsonl", *fragile, "--rpm", "120"
+        )
+        assert code == 0, err
+        assert "within 120 RPM" in err
+        stats = emu.rate_stats()["Qwen/Qwen2.5-VL-72B-Instruct"]
+        assert (stats.accepted, stats.refused) == (6, 0)
+        assert stats.request_cap is not None and stats.peak_requests <= stats.request_cap
+    assert len(read_jsonl(tmp_path / "b.jsonl")) == 6
 
 
 # --------------------------------------------------------------------------- models
