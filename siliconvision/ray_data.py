@@ -85,7 +85,7 @@ _CLIENT_OPTIONS: Final = frozenset(
 )
 _LIMITER_NAMESPACE: Final = "siliconvision"
 ResumeFrom: TypeAlias = "str | os.PathLike[str] | Sequence[str | os.PathLike[str]]"
-# Ray 2.51 moved the actor pool's size and per-actor concurrency into ActorPoolStrategy
+# Ray 2.59 moved the actor pool's size and per-actor concurrency into ActorPoolStrategy
 # (``concurrency=`` and ``max_concurrency=`` still work there, with warnings).
 _RAY_NEW_POOL_ARGS: Final = (
     "max_concurrent_calls_per_actor" in inspect.signature(ActorPoolStrategy.__init__).parameters
@@ -556,11 +556,11 @@ def caption_dataset(
         done=ray.put(done) if done else None,
     )
     # Two batches at once per actor: one batch's slowest request never idles the others.
-    pool: dict[str, Any] = (
-        {"compute": ActorPoolStrategy(size=concurrency, max_concurrent_calls_per_actor=2)}
-        if _RAY_NEW_POOL_ARGS
-        else {"concurrency": concurrency, "max_concurrency": 2}
-    )
+    pool: dict[str, Any] = {"concurrency": concurrency, "max_concurrency": 2}
+    if _RAY_NEW_POOL_ARGS:
+        # By name: the installed Ray's signature decides (older ones lack the argument).
+        new_args: dict[str, Any] = {"size": concurrency, "max_concurrent_calls_per_actor": 2}
+        pool = {"compute": ActorPoolStrategy(**new_args)}
     return ds.map_batches(
         _CaptionWorker,
         fn_constructor_kwargs={"settings": settings},
