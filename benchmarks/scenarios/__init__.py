@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .._common import Context, ScenarioResult
-from . import concurrency, imports, memory, overhead, photos, repeated, streaming
+from . import concurrency, imaging, imports, memory, overhead, photos, repeated, streaming
 
 __all__ = ["SCENARIOS"]
 
@@ -17,5 +17,6 @@ SCENARIOS: dict[str, Callable[[Context], ScenarioResult]] = {
     "repeated": repeated.run,
     "concurrency": concurrency.run,
     "memory": memory.run,
+    "imaging": imaging.run,
     "imports": imports.run,
 }
