@@ -128,11 +128,12 @@ def _floor_vips(path: Path, detail: str) -> Outcome:
 
     fmt, size, target = _target(path, detail)
     factor = _vips._load_factor(size, target)
-    loader = getattr(pyvips.Image, f"{fmt.lower()}load_buffer")
+    loader = getattr(pyvips.Image, f"{fmt.lower()}load_source")
     options = (
         {"shrink": factor} if fmt == "JPEG" else {"scale": 1 / factor} if fmt == "WEBP" else {}
     )
-    image = loader(path.read_bytes(), access="sequential", **(options if factor > 1 else {}))
+    source = pyvips.Source.new_from_memory(path.read_bytes())
+    image = loader(source, access="sequential", **(options if factor > 1 else {}))
     image.write_to_memory()
     return Outcome(0, image.width, image.height)
 

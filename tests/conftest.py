@@ -52,7 +52,7 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, tuple[i
         pyvips = None
     if pyvips is not None:
         for fmt in ("jpeg", "png", "webp"):
-            name = f"{fmt}load_buffer"
+            name = f"{fmt}load_source"
             vips_load = getattr(pyvips.Image, name)
 
             def counted(*args: object, _load: object = vips_load, _fmt: str = fmt, **kw: object):  # type: ignore[no-untyped-def]

@@ -40,10 +40,10 @@ __all__ = ["draft_factor", "encode_pixels", "handles", "render_and_encode", "set
 
 # Pillow format -> (the libvips loader, the modes this backend renders as Pillow does).
 _LOADERS: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
-    "JPEG": ("jpegload_buffer", ("L", "RGB")),
-    "MPO": ("jpegload_buffer", ("L", "RGB")),
-    "PNG": ("pngload_buffer", ("L", "LA", "RGB", "RGBA")),
-    "WEBP": ("webpload_buffer", ("RGB", "RGBA")),
+    "JPEG": ("jpegload_source", ("L", "RGB")),
+    "MPO": ("jpegload_source", ("L", "RGB")),
+    "PNG": ("pngload_source", ("L", "LA", "RGB", "RGBA")),
+    "WEBP": ("webpload_source", ("RGB", "RGBA")),
 }
 # 8.15: ``keep`` (earlier releases name metadata stripping otherwise); pyvips-binary
 # brings a current libvips, a system one may be older (then Pillow does it all).
@@ -138,7 +138,9 @@ def render_and_encode(
     if factor > 1:  # shrink-on-load: JPEG's DCT scaling, libwebp's scaled decoding
         options = {"shrink": factor} if fmt != "WEBP" else {"scale": 1.0 / factor}
     try:
-        image = loader(data, access="sequential", fail_on="warning", **options)
+        # a source reads the bytes where they are (a buffer loader copies them first)
+        source = pyvips.Source.new_from_memory(data)
+        image = loader(source, access="sequential", fail_on="warning", **options)
         return _finish(image, stored, orientation, out_format)
     except pyvips.Error:
         return None

@@ -229,7 +229,7 @@ def vips_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     import pyvips
 
     seen: list[str] = []
-    for name in ("jpegload_buffer", "pngload_buffer", "webpload_buffer"):
+    for name in ("jpegload_source", "pngload_source", "webpload_source"):
         load = getattr(pyvips.Image, name)
 
         def spy(*args: object, _load: object = load, _name: str = name, **kw: object) -> object:
@@ -262,7 +262,7 @@ def test_what_libvips_would_not_render_as_pillow_does_goes_to_pillow(
     with Image.open(io.BytesIO(encoded(photo_like((1200, 900)), fmt))) as plain:
         assert plain.mode in ("RGB", "L")
     prepare_image(encoded(photo_like((1200, 900)), fmt), model=QWEN, detail="low", cache=None)
-    assert vips_loads == [f"{fmt.lower()}load_buffer"]  # the plain image does go to libvips
+    assert vips_loads == [f"{fmt.lower()}load_source"]  # the plain image does go to libvips
 
 
 def test_libvips_keeps_nothing_between_images() -> None:
