@@ -2,7 +2,9 @@
 
 The "photos" are camera-like JPEGs: a smooth sky, textured ground at several
 scales, a few objects with hard edges and sensor grain, saved at quality 92 as
-phones do (about 2.5 bits per pixel, so a 12 MP photo is 3-4 MB).
+phones do (about 2.5 bits per pixel, so a 12 MP photo is 3-4 MB). The preparation
+grid (``imaging``) saves such photos of 12, 24 and 48 MP as PNG (zlib level 6) and WEBP
+(quality 90) too.
 """
 
 from __future__ import annotations
