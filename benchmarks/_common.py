@@ -126,6 +126,7 @@ class ScenarioResult:
     notes: list[str] = field(default_factory=list)
     profiles: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    row_title: str = "client"  # what the rows are (the first column's header)
 
     def row(self, key: str) -> Row | None:
         return next((r for r in self.rows if r.key == key), None)

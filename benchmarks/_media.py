@@ -2,7 +2,9 @@
 
 The "photos" are camera-like JPEGs: a smooth sky, textured ground at several
 scales, a few objects with hard edges and sensor grain, saved at quality 92 as
-phones do (about 2.5 bits per pixel, so a 12 MP photo is 3-4 MB).
+phones do (about 2.5 bits per pixel, so a 12 MP photo is 3-4 MB). The preparation
+grid (``imaging``) saves such photos of 12, 24 and 48 MP as PNG (zlib level 6) and WEBP
+(quality 90) too.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-__all__ = ["MediaSet", "make_media", "photo_bytes"]
+__all__ = ["GRID_FORMATS", "GRID_SIZES", "GridImage", "MediaSet", "make_media", "photo_bytes"]
 
 _VERSION = 1
 
@@ -73,6 +75,38 @@ def photo_bytes(
     return buf.getvalue()
 
 
+def photo_encoded(width: int, height: int, fmt: str, *, seed: int) -> bytes:
+    """A photo-like image of ``width`` x ``height`` as a camera or editor saves it:
+    JPEG quality 92, PNG zlib level 6, WEBP quality 90."""
+    if fmt == "JPEG":
+        return photo_bytes(width, height, seed=seed)
+    image = _photo(width, height, grain=30.0, grain_mix=0.12, seed=seed)
+    buf = io.BytesIO()
+    if fmt == "PNG":
+        image.save(buf, "PNG", compress_level=6)
+    else:
+        image.save(buf, "WEBP", quality=90, method=4)
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class GridImage:
+    """One image of the preparation grid (``imaging``)."""
+
+    megapixels: int
+    fmt: str  # JPEG, PNG or WEBP
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.megapixels} MP {self.fmt}"
+
+
+#: The preparation grid's sizes: 12, 24 and 48 MP photos (4:3 and 3:2, as cameras make).
+GRID_SIZES = ((12, (4000, 3000)), (24, (6000, 4000)), (48, (8000, 6000)))
+GRID_FORMATS = ("JPEG", "PNG", "WEBP")
+
+
 @dataclass(frozen=True)
 class MediaSet:
     """Paths of the benchmark's images."""
@@ -82,6 +116,24 @@ class MediaSet:
     huge: Path  # 6000x4000 JPEG, 24 MP
     heavy: Path  # about 20 MB JPEG, 4000x3000 (within what the server keeps at high detail)
     heavy_big: Path  # about 20 MB JPEG, 8000x6000 (48 MP: downsized at high detail)
+    warm: Path  # 1600x1200 JPEG: downsized at detail=low to warm a pipeline up
+    grid: tuple[GridImage, ...]  # 12/24/48 MP x JPEG/PNG/WEBP photos
+
+
+def _grid(base: Path, quick: bool) -> tuple[GridImage, ...]:
+    out = []
+    for megapixels, (width, height) in GRID_SIZES:
+        if quick:  # the same shapes, a fifth of the sides (still downsized at low detail)
+            width, height = width // 5, height // 5
+        for fmt in GRID_FORMATS:
+            name = f"grid-{width}x{height}.{fmt.lower()}"
+            path = _cached(
+                base,
+                name,
+                lambda w=width, h=height, f=fmt: photo_encoded(w, h, f, seed=w + len(f)),
+            )
+            out.append(GridImage(megapixels, fmt, path))
+    return tuple(out)
 
 
 def _cached(directory: Path, name: str, make: object) -> Path:
@@ -104,9 +156,13 @@ def make_media(directory: Path | None = None, *, quick: bool = False) -> MediaSe
     def small() -> bytes:
         return photo_bytes(256, 256, seed=1)
 
+    warm = _cached(base, "warm.jpg", lambda: photo_bytes(1600, 1200, seed=6))
+    grid = _grid(base, quick)
     if quick:
         # Same shapes of problem, 1/10 of the sides: fast enough for the test suite.
         return MediaSet(
+            warm=warm,
+            grid=grid,
             small=_cached(base, "small.jpg", small),
             photo=_cached(base, "photo.jpg", lambda: photo_bytes(1600, 1200, seed=2)),
             huge=_cached(base, "huge.jpg", lambda: photo_bytes(4200, 2800, seed=3)),
@@ -122,6 +178,8 @@ def make_media(directory: Path | None = None, *, quick: bool = False) -> MediaSe
             ),
         )
     return MediaSet(
+        warm=warm,
+        grid=grid,
         small=_cached(base, "small.jpg", small),
         photo=_cached(base, "photo.jpg", lambda: photo_bytes(4000, 3000, seed=2)),
         huge=_cached(base, "huge.jpg", lambda: photo_bytes(6000, 4000, seed=3)),

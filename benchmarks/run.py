@@ -192,7 +192,7 @@ def render_markdown(results: list[ScenarioResult], meta: dict[str, Any]) -> str:
     for result in results:
         lines += ["", f"## {result.title}", "", result.description, ""]
         if result.rows:
-            header = ["client", *(m.title for m in result.metrics)]
+            header = [result.row_title, *(m.title for m in result.metrics)]
             lines.append("| " + " | ".join(header) + " |")
             lines.append("|" + "---|" * len(header))
             for row in result.rows:

@@ -36,8 +36,9 @@ def emulator() -> Iterator[object]:
 
 @pytest.fixture
 def decodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, tuple[int, int]]]]:
-    """(format, size) of every pixel decode Pillow does in this thread (the in-process
-    emulator decodes what it receives in its own threads)."""
+    """(format, size) of every pixel decode Pillow or libvips does in this thread (the
+    in-process emulator decodes what it receives in its own threads). A libvips load
+    is counted when it is asked for: it decodes the pixels it is then read for."""
     import threading
 
     from PIL import ImageFile
@@ -52,4 +53,20 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, tuple[i
         return original(self)
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    try:
+        import pyvips
+    except (ImportError, OSError):
+        pyvips = None
+    if pyvips is not None:
+        for fmt in ("jpeg", "png", "webp"):
+            name = f"{fmt}load_source"
+            vips_load = getattr(pyvips.Image, name)
+
+            def counted(*args: object, _load: object = vips_load, _fmt: str = fmt, **kw: object):  # type: ignore[no-untyped-def]
+                image = _load(*args, **kw)  # type: ignore[operator]
+                if threading.get_ident() == thread:
+                    seen.append((_fmt.upper(), (image.width, image.height)))
+                return image
+
+            monkeypatch.setattr(pyvips.Image, name, counted, raising=False)
     yield seen

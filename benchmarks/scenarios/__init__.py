@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .._common import Context, ScenarioResult
-from . import concurrency, imports, memory, overhead, photos, ray_batch, repeated, streaming
+from . import (
+    concurrency,
+    imaging,
+    imports,
+    memory,
+    overhead,
+    photos,
+    ray_batch,
+    repeated,
+    streaming,
+)
 
 __all__ = ["SCENARIOS"]
 
@@ -17,6 +27,7 @@ SCENARIOS: dict[str, Callable[[Context], ScenarioResult]] = {
     "repeated": repeated.run,
     "concurrency": concurrency.run,
     "memory": memory.run,
+    "imaging": imaging.run,
     "imports": imports.run,
     "ray_limits": ray_batch.run_limits,
     "ray_prep": ray_batch.run_prep,

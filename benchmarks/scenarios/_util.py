@@ -41,9 +41,15 @@ def within(result: ScenarioResult, key: str, metric: str, limit: float, what: st
 
 
 def ratio_check(
-    result: ScenarioResult, key: str, others: tuple[str, ...], metric: str, what: str
+    result: ScenarioResult,
+    key: str,
+    others: tuple[str, ...],
+    metric: str,
+    what: str,
+    limit: float | None = None,
 ) -> Check:
-    """``key``'s ``metric`` is lower than every one of ``others`` (those measured)."""
+    """``key``'s ``metric`` is lower than every one of ``others`` (those measured), or
+    with ``limit``: at most ``limit`` x the lowest of them."""
     row = result.row(key)
     label = row.label if row else key
     value = result.value(key, metric)
@@ -51,10 +57,16 @@ def ratio_check(
     names = ", ".join(r.label for o in others if (r := result.row(o)) is not None) or (
         "peers (not installed)"
     )
-    target = f"{label}: {what} lower than {names}"
+    if limit is None:
+        target = f"{label}: {what} lower than {names}"
+    else:
+        target = f"{label}: {what} <= {limit:g}x the best of {names}"
     if not isinstance(value, (int, float)) or not measured:
         return Check(target, None, "peers not installed" if not measured else "not measured")
     worst = min(measured, key=lambda o: result.value(o, metric))
     best_peer = result.value(worst, metric)
-    passed = all(value < result.value(o, metric) for o in measured)
+    if limit is None:
+        passed = all(value < result.value(o, metric) for o in measured)
+    else:
+        passed = value <= limit * best_peer
     return Check(target, passed, f"{value / best_peer:.2f}x the best of them")

@@ -51,10 +51,11 @@ def run(ctx: Context) -> ScenarioResult:
                 " (within what the server keeps at detail=high: every client sends it as it is)"
                 if case == "as is"
                 else f" ({width * height / 1e6:.0f} MP: we downsize it to what the server keeps,"
-                " which needs its pixels decoded; Pillow holds 4 bytes a pixel, so the decoded"
+                " which needs its pixels decoded; Pillow holds 4 bytes a pixel, so its decoded"
                 f" image alone is {width * height * 4 / _MB:.0f} MiB ="
-                f" {width * height * 4 / size:.1f}x the file: no client that downsizes it can"
-                " stay within 4x)"
+                f" {width * height * 4 / size:.1f}x the file, more than 4x: libvips, which we"
+                " use when pyvips is installed, decodes, resizes and encodes it a strip of"
+                " rows at a time)"
             )
         )
         for cls in classes(ctx, "memory"):

@@ -26,7 +26,13 @@ _TRANSPOSE: Final = {
     8: PILImage.Transpose.ROTATE_90,
 }
 
-_REDUCING_GAP: Final = 3.0
+# A reduction of more than twice the size is first reduce()d by an integer factor (a box
+# filter: each output pixel the mean of a k x k block) to at most twice the size, then
+# resized BICUBIC: as libvips resizes (its ``gap``, 2.0), and what Pillow documents as
+# indistinguishable from the full filter in most cases. The benchmark's 12 and 24 MP
+# photos to detail=low: 3.3x and 4.4x faster than the full BICUBIC (a gap of 3.0: 2.6x
+# and 2.1x), 53 dB PSNR from it and at most 5 of 255 apart (3.0: 55 dB, 3).
+_REDUCING_GAP: Final = 2.0
 # BICUBIC, as the servers' own image processors resize (Qwen2-VL/2.5-VL and GLM-4.1V
 # ``resample=BICUBIC``, InternVL's ``T.Resize(..., BICUBIC)``): an image we shrink to the
 # exact size the server keeps gets (to within rounding, see ``resize``) the pixels a

@@ -28,10 +28,13 @@ SCENARIOS = {
     "repeated",
     "concurrency",
     "memory",
+    "imaging",
     "imports",
     "ray_limits",
     "ray_prep",
 }
+#: Scenarios whose rows are not clients (the imaging candidates run our pipeline).
+NOT_CLIENTS = {"imaging"}
 OURS = ("core", "lc_ours", "li_ours")
 
 
@@ -81,7 +84,7 @@ def test_every_scenario_ran_with_the_baseline_and_ours(report: dict[str, Any]) -
         assert scenario["rows"], scenario["key"]
         assert not any(c["detail"] == "crashed" for c in scenario["checks"]), scenario["notes"]
         keys = {row["key"].split(":")[0] for row in scenario["rows"]}
-        assert "core" in keys, scenario["key"]
+        assert scenario["key"] in NOT_CLIENTS or "core" in keys, scenario["key"]
     assert report["meta"]["quick"] is True
     assert "## Targets" in report["markdown"] and "raw openai SDK" in report["markdown"]
     for check in (c for s in report["scenarios"] for c in s["checks"]):
@@ -171,3 +174,38 @@ def test_ray_batches_caption_every_image_within_the_limits(report: dict[str, Any
     prep = _rows(report, "ray_prep")["core:low"]
     for metric in ("images_per_core_s", "peak_mib", "sent_kib", "wall_s"):
         assert isinstance(prep[metric], (int, float)) and prep[metric] > 0, metric
+
+
+def test_imaging_candidates_send_what_the_server_keeps(report: dict[str, Any]) -> None:
+    from PIL import Image
+
+    from siliconvision.tokens import client_target_size
+
+    scenario = _scenario(report, "imaging")
+    media: Path = report["media"]
+    cells: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for row in scenario["rows"]:
+        megapixels, fmt, detail, candidate = row["key"].split(":")
+        cells.setdefault((f"{megapixels}:{fmt}", detail), {})[candidate] = row["values"]
+    assert len(cells) == 18  # 3 sizes x 3 formats x 2 details
+    for (image, detail), rows in cells.items():
+        assert {"pillow_before", "pillow_reduce", "original", "floor_pillow"} <= set(rows)
+        megapixels, fmt = image.split(":")
+        width, height = {"12": (800, 600), "24": (1200, 800), "48": (1600, 1200)}[megapixels]
+        path = media / f"grid-{width}x{height}.{fmt.lower()}"
+        with Image.open(path) as img:
+            assert img.format == fmt and img.size == (width, height)
+        target = client_target_size(
+            width, height, model="Qwen/Qwen2.5-VL-72B-Instruct", detail=detail
+        )  # type: ignore[arg-type]
+        expected = "{}x{}".format(*(target or (width, height)))
+        for key, values in rows.items():
+            assert values["wall_ms"] > 0 and values["cpu_ms"] >= 0, (image, detail, key)
+            if key.startswith("floor"):
+                continue
+            sent = expected if key != "original" else f"{width}x{height}"
+            assert values["sent"] == sent, (image, detail, key)
+            assert values["out_kb"] > 0
+        assert rows["original"]["out_kb"] * 1024 == path.stat().st_size
+    (floor,) = [c for c in scenario["checks"] if "DCT-scaled decode" in c["target"]]
+    assert floor["passed"] in (True, False)
