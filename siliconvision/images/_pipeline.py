@@ -37,6 +37,7 @@ from ._results import EncodedImage, PreparedImage
 from ._sources import EncodedBytes, is_pdf, nbytes
 
 __all__ = [
+    "NOT_ONE_IMAGE",
     "NO_MODEL",
     "Options",
     "as_encoded_image",
@@ -106,13 +107,16 @@ class _Plan:
         )
 
 
+NOT_ONE_IMAGE: Final = "a PDF document, not one image"
+
+
 def not_one_image(label: str) -> ImageInputError:
     """The error for a PDF given where one image is expected: say where it is taken."""
     return ImageInputError(
         label,
-        "a PDF document, not one image: pass it in message content (build_content, "
-        "prepare_messages, the chat models), which sends each page as an image, or render "
-        "its pages with siliconvision.images.prepare_pdf",
+        f"{NOT_ONE_IMAGE}: pass it in message content (build_content, prepare_messages, "
+        "the chat models), which sends each page as an image, or render its pages with "
+        "siliconvision.images.prepare_pdf",
     )
 
 
