@@ -55,6 +55,8 @@ from ._results import PreparedImage, PreparedPdf, page_label
 __all__ = [
     "DEFAULT_PDF_OPTIONS",
     "PdfOptions",
+    "pdf_page_count",
+    "select_pages",
     "normalize_pages",
     "pdf_error",
     "render_pdf",
@@ -361,6 +363,46 @@ def render_pdf(
     )
 
 
+def select_pages(
+    count: int, pages: tuple[int, ...] | None, options: PdfOptions, label: str
+) -> tuple[int, ...]:
+    """The pages to send of a document of ``count`` pages: ``pages`` (checked), or every
+    page; refused beyond ``options.max_pages`` (never cut short)."""
+    if count < 1:
+        raise pdf_error(label, "refused: it has no pages")
+    if pages is None:
+        if count > options.max_pages:
+            raise pdf_error(
+                label,
+                f"refused: it has {count:,} pages, more than max_pages={options.max_pages}; "
+                "select the pages to send (pages=[...])",
+            )
+        return tuple(range(1, count + 1))
+    beyond = [p for p in pages if p > count]
+    if beyond:
+        raise pdf_error(
+            label, f"page {beyond[0]} was selected, but the document has {count} page(s)"
+        )
+    if len(pages) > options.max_pages:
+        raise pdf_error(
+            label,
+            f"refused: {len(pages)} pages were selected, more than max_pages={options.max_pages}",
+        )
+    return pages
+
+
+def pdf_page_count(data: bytes | bytearray | memoryview, label: str) -> int:
+    """How many pages the PDF ``data`` has (opened, counted, closed: nothing drawn)."""
+    c = _pdfium(label)
+    raw = data if isinstance(data, bytes) else bytes(data)
+    with _PDFIUM_LOCK:
+        doc = _Document(c, raw, label)
+        try:
+            return doc.page_count()
+        finally:
+            doc.close()
+
+
 def _plan(
     doc: _Document,
     count: int,
@@ -371,29 +413,7 @@ def _plan(
 ) -> list[_Page]:
     """Every selected page's size, checked against the caps, before anything is drawn."""
     label = doc.label
-    if count < 1:
-        raise pdf_error(label, "refused: it has no pages")
-    if pages is None:
-        if count > options.max_pages:
-            raise pdf_error(
-                label,
-                f"refused: it has {count:,} pages, more than max_pages={options.max_pages}; "
-                "select the pages to send (pages=[...])",
-            )
-        chosen: tuple[int, ...] = tuple(range(1, count + 1))
-    else:
-        beyond = [p for p in pages if p > count]
-        if beyond:
-            raise pdf_error(
-                label, f"page {beyond[0]} was selected, but the document has {count} page(s)"
-            )
-        if len(pages) > options.max_pages:
-            raise pdf_error(
-                label,
-                f"refused: {len(pages)} pages were selected, more than "
-                f"max_pages={options.max_pages}",
-            )
-        chosen = pages
+    chosen = select_pages(count, pages, options, label)
     image_count = opts.image_count - 1 + len(chosen) if count_pages else opts.image_count
     plan: list[_Page] = []
     total = 0
