@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Iterable
+from typing import Any
 
 from siliconvision._datauri import base64_text
 from siliconvision.catalog import Detail, as_detail, detail_error

@@ -176,7 +176,8 @@ def document_block_to_item(
     """
     mime = (block.document_mimetype or "").lower()
     if mime.startswith("image/"):
-        as_image = ImageBlock(image=block.data, path=block.path, url=block.url, image_mimetype=mime)
+        path = Path(block.path) if block.path is not None else None
+        as_image = ImageBlock(image=block.data, path=path, url=block.url, image_mimetype=mime)
         return image_block_to_item(as_image, where)
     if mime and mime != PDF_MIME_TYPE:
         raise ContentError(

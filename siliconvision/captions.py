@@ -175,9 +175,7 @@ def _file_key(path: str | os.PathLike[str]) -> str:
     return os.path.normcase(os.path.realpath(path))
 
 
-def _image_files_in(
-    directory: Path, *, recursive: bool, suffixes: frozenset[str]
-) -> list[Path]:
+def _image_files_in(directory: Path, *, recursive: bool, suffixes: frozenset[str]) -> list[Path]:
     files: list[Path] = []
     for root, dirs, names in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
@@ -737,9 +735,9 @@ def pdf_pages(
         cache=None,
     )
     return [
-        dataclasses.replace(item, source=None, page=number, prepared=dataclasses.replace(
-            page, source_label=label
-        ))
+        dataclasses.replace(
+            item, source=None, page=number, prepared=dataclasses.replace(page, source_label=label)
+        )
         for number, page in zip(document.page_numbers, document.pages, strict=True)
     ]
 
@@ -920,7 +918,9 @@ class _Units:
         self._held: list[list[CaptionRecord]] = [[] for _ in paths]
         self._next = 0
 
-    def done(self, slot: int, unit: _PathItem | ImageItem, outcome: _Outcome) -> list[CaptionRecord]:
+    def done(
+        self, slot: int, unit: _PathItem | ImageItem, outcome: _Outcome
+    ) -> list[CaptionRecord]:
         """Take a unit's outcome; the records that may be yielded now."""
         if isinstance(outcome, CaptionRecord):
             if isinstance(unit, _PathItem):
@@ -1034,18 +1034,14 @@ def _caption_iter(
     executor = concurrent.futures.ThreadPoolExecutor(
         max_workers=min(concurrency, len(units.todo)), thread_name_prefix="siliconvision-caption"
     )
-    pending: dict[
-        concurrent.futures.Future[_Outcome], tuple[_PathItem | ImageItem, int]
-    ] = {}
+    pending: dict[concurrent.futures.Future[_Outcome], tuple[_PathItem | ImageItem, int]] = {}
     try:
         while units.todo or pending:
             while units.todo and len(pending) < concurrency:
                 unit, slot = units.todo.popleft()
                 # In the caller's context: frameworks keep callbacks and spans in contextvars.
                 context = contextvars.copy_context()
-                future = executor.submit(
-                    context.run, _run_unit, client, unit, job, send, done
-                )
+                future = executor.submit(context.run, _run_unit, client, unit, job, send, done)
                 pending[future] = (unit, slot)
             finished, _ = concurrent.futures.wait(
                 pending, return_when=concurrent.futures.FIRST_COMPLETED

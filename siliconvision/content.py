@@ -438,9 +438,7 @@ def _convert_item(item: object, settings: _Settings, where: str) -> list[dict[st
             url, own_detail = _image_url_fields(item, where)
             return _message_image_parts(url, own_detail, settings, where)
         if kind == "video_url":
-            return [
-                _video_item(_video_from_part(item, where), settings, where, from_message=True)
-            ]
+            return [_video_item(_video_from_part(item, where), settings, where, from_message=True)]
         if kind == _FILE_TYPE:
             return _file_parts(item, settings, where)
         raise ContentError(

@@ -411,8 +411,8 @@ def image_count_key(model: str | ModelSpec, image_count: int) -> bool | None:
     with the same key size (and count) every image alike. DeepSeek-VL2 makes every
     image one tile when a request carries more than two; no other rule looks at it.
 
-    >>> image_count_key("deepseek-ai/deepseek-vl2", 2), image_count_key("deepseek-ai/deepseek-vl2", 3)
-    (False, True)
+    >>> [image_count_key("deepseek-ai/deepseek-vl2", n) for n in (1, 2, 3)]
+    [False, False, True]
     >>> image_count_key("Qwen/Qwen2.5-VL-72B-Instruct", 20) is None
     True
     """

@@ -7,7 +7,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 from ._results import EncodedImage, PreparedImage, PreparedPdf, page_label
 
@@ -162,13 +162,19 @@ def relabelled(value: _Result, label: str) -> _Result:
     """A cached result, named after the source it was found for this time."""
     if value.source_label == label:
         return value
-    if isinstance(value, PreparedPdf):
-        pages = tuple(
-            dataclasses.replace(page, source_label=page_label(label, number))
-            for page, number in zip(value.pages, value.page_numbers, strict=True)
-        )
-        return dataclasses.replace(value, pages=pages, source_label=label)
+    document: object = value
+    if isinstance(document, PreparedPdf):
+        result: Any = _relabelled_pages(document, label)
+        return cast(_Result, result)
     return dataclasses.replace(value, source_label=label)
+
+
+def _relabelled_pages(document: PreparedPdf, label: str) -> PreparedPdf:
+    pages = tuple(
+        dataclasses.replace(page, source_label=page_label(label, number))
+        for page, number in zip(document.pages, document.page_numbers, strict=True)
+    )
+    return dataclasses.replace(document, pages=pages, source_label=label)
 
 
 def cached(

@@ -102,9 +102,7 @@ def prepare_pdf(
     """
     wanted = _Wanted(normalize_pages(pages), _check_options(options), image_count is None, True)
     found = open_source(source, max_file_bytes=max_file_bytes)
-    opts = _options(
-        found.label, model, detail, image_count or 1, max_image_pixels, cache
-    )
+    opts = _options(found.label, model, detail, image_count or 1, max_image_pixels, cache)
     fetch = _Fetch(fetch_urls, fetch_timeout, max_fetch_bytes, url_check, allow_private_urls)
     result = _prepare(found, opts, wanted, fetch)
     assert isinstance(result, PreparedPdf)  # only_pdf: anything else raised

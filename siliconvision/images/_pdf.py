@@ -55,11 +55,11 @@ from ._results import PreparedImage, PreparedPdf, page_label
 __all__ = [
     "DEFAULT_PDF_OPTIONS",
     "PdfOptions",
-    "pdf_page_count",
-    "select_pages",
     "normalize_pages",
     "pdf_error",
+    "pdf_page_count",
     "render_pdf",
+    "select_pages",
 ]
 
 _EXTRA: Final = "pip install 'siliconvision[pdf]'"
@@ -79,7 +79,9 @@ def _finite(name: str, value: object, *, minimum: float, maximum: float) -> floa
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"PdfOptions.{name} must be a number, got {value!r}")
     if not (math.isfinite(value) and minimum <= value <= maximum):
-        raise ValueError(f"PdfOptions.{name} must be between {minimum:g} and {maximum:g}, got {value!r}")
+        raise ValueError(
+            f"PdfOptions.{name} must be between {minimum:g} and {maximum:g}, got {value!r}"
+        )
     return float(value)
 
 
@@ -286,11 +288,15 @@ def _embedded_pixels(c: Any, page: Any, deadline: _Deadline, number: int) -> int
             elif kind == c.FPDF_PAGEOBJ_FORM and depth < _MAX_FORM_DEPTH:
                 inner = int(c.FPDFFormObj_CountObjects(obj))
                 if inner > 0:
-                    stack.append((functools.partial(c.FPDFFormObj_GetObject, obj), inner, depth + 1))
+                    stack.append(
+                        (functools.partial(c.FPDFFormObj_GetObject, obj), inner, depth + 1)
+                    )
     return total
 
 
-def _draw(doc: _Document, page: Any, target: tuple[int, int], deadline: _Deadline, number: int) -> PILImage.Image:
+def _draw(
+    doc: _Document, page: Any, target: tuple[int, int], deadline: _Deadline, number: int
+) -> PILImage.Image:
     """``page`` drawn into a ``target``-sized RGB bitmap (white behind it): PDFium maps
     the page's box onto the bitmap, scaling each axis to fit exactly."""
     c = doc.c
@@ -318,7 +324,9 @@ def _draw(doc: _Document, page: Any, target: tuple[int, int], deadline: _Deadlin
             raise pdf_error(doc.label, f"page {number} could not be drawn (damaged)")
         if doc.form:
             c.FPDF_FFLDraw(doc.form, bitmap, page, 0, 0, width, height, 0, flags)
-        return PILImage.frombuffer("RGB", (width, height), buffer, "raw", "RGB", stride, 1).copy()
+        # (RGB is unpacked into Pillow's own memory: nothing points at the buffer after)
+        pixels: Any = buffer
+        return PILImage.frombuffer("RGB", (width, height), pixels, "raw", "RGB", stride, 1)
     finally:
         c.FPDFBitmap_Destroy(bitmap)
 
@@ -420,7 +428,10 @@ def _plan(
     scale = options.dpi / _POINTS_PER_INCH
     for number in chosen:
         width_pt, height_pt = doc.page_points(number)
-        if not (math.isfinite(width_pt) and math.isfinite(height_pt)) or min(width_pt, height_pt) <= 0:
+        if (
+            not (math.isfinite(width_pt) and math.isfinite(height_pt))
+            or min(width_pt, height_pt) <= 0
+        ):
             raise pdf_error(label, f"page {number} has no area ({width_pt:g} x {height_pt:g} pt)")
         native = (max(1, round(width_pt * scale)), max(1, round(height_pt * scale)))
         try:

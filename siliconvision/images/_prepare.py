@@ -23,8 +23,8 @@ from ._pipeline import (
     Options,
     as_encoded_image,
     keep_as_base64,
-    prepare_bytes,
     not_one_image,
+    prepare_bytes,
     prepare_pixels,
 )
 from ._results import EncodedImage, PreparedImage

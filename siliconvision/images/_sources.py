@@ -57,6 +57,7 @@ from ..errors import ImageInputError
 from ..guards import DEFAULT_MAX_FILE_BYTES, LocalFileError, check_local_file, read_checked_file
 
 __all__ = [
+    "PDF_MIME_TYPE",
     "Base64Data",
     "Base64Image",
     "Base64Text",
@@ -66,7 +67,6 @@ __all__ = [
     "EncodedSource",
     "ImageSource",
     "LocalFile",
-    "PDF_MIME_TYPE",
     "PdfBytes",
     "Pixels",
     "RemoteImage",

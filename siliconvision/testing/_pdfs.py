@@ -202,9 +202,9 @@ def make_pdf(
     out = io.BytesIO()
     out.write(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
     offsets: list[int] = []
-    for number, body in enumerate(objects, start=1):
+    for number, entry in enumerate(objects, start=1):
         offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + (body or b"null") + b"\nendobj\n")
+        out.write(b"%d 0 obj\n" % number + (entry or b"null") + b"\nendobj\n")
     xref = out.tell()
     out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
     for offset in offsets:

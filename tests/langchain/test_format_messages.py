@@ -268,10 +268,14 @@ def test__format_messages_video() -> None:
         ({"type": "file", "file_id": "file-1", "mime_type": "application/pdf"}, "no files API"),
         ({"type": "file", "mime_type": "application/pdf"}, "needs 'base64'"),
         (
-            {"type": "file", "base64": "JVBERi0=", "mime_type": "application/pdf",
-             "extras": {"pages": [0]}},
+            {
+                "type": "file",
+                "base64": "JVBERi0=",
+                "mime_type": "application/pdf",
+                "extras": {"pages": [0]},
+            },
             "1 for the first page",
-        ),  # fmt: skip
+        ),
         ({"type": "input_image", "image_url": URL}, "'input_image'"),
         ({"type": "image", "file_id": "file-1"}, "no files API"),
         ({"type": "image", "source_type": "id", "id": "file-1"}, "no files API"),
@@ -358,6 +362,8 @@ def test_content_from_documents_hands_base64_to_the_core() -> None:
 
 
 PDF_B64 = "JVBERi0xLjcK"  # "%PDF-1.7\n": converting reads nothing; the core sniffs it
+PDF = "application/pdf"
+PDF_URI = f"data:{PDF};base64,{PDF_B64}"
 
 
 def test__format_messages_pdf_file_blocks() -> None:
@@ -373,22 +379,19 @@ def test__format_messages_pdf_file_blocks() -> None:
                     "mime_type": "application/pdf",
                     "extras": {"pages": [3, 1], "detail": "low"},
                 },
-                {
-                    "type": "file",
-                    "file": {"filename": "a.pdf", "file_data": f"data:application/pdf;base64,{PDF_B64}"},
-                },
-                {"type": "file", "source_type": "base64", "mime_type": "application/pdf", "data": PDF_B64},
+                {"type": "file", "file": {"filename": "a.pdf", "file_data": PDF_URI}},
+                {"type": "file", "source_type": "base64", "mime_type": PDF, "data": PDF_B64},
                 {
                     "type": "document",
-                    "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_B64},
+                    "source": {"type": "base64", "media_type": PDF, "data": PDF_B64},
                 },
-                {"type": "file", "url": "https://example.com/a.pdf", "mime_type": "application/pdf"},
+                {"type": "file", "url": "https://example.com/a.pdf", "mime_type": PDF},
                 {"type": "file", "url": "https://example.com/b.pdf", "extras": {"pages": [2]}},
                 {"type": "file", "base64": B64, "mime_type": "image/png"},
                 "Summarize.",
             ]
         )
-    ]  # fmt: skip
+    ]
     pdf = Pdf(Base64Image(PDF_B64, "application/pdf"))
     assert _format_messages(messages) == [
         {

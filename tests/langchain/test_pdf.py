@@ -45,7 +45,9 @@ def seen(emu: LocalSiliconCloud) -> list[tuple[str, tuple[int, int]]]:
 
 
 def test_a_file_block_sends_every_page(emu: LocalSiliconCloud) -> None:
-    message = HumanMessage([{"type": "text", "text": "Colours?"}, file_block(coloured("red", "blue"))])
+    message = HumanMessage(
+        [{"type": "text", "text": "Colours?"}, file_block(coloured("red", "blue"))]
+    )
     llm(detail="low").invoke([message])
     assert seen(emu) == [("red", (448, 634)), ("blue", (448, 634))]
     parts = emu.last_request.body["messages"][0]["content"]  # type: ignore[union-attr]
@@ -60,10 +62,12 @@ def test_extras_select_pages_and_detail(emu: LocalSiliconCloud) -> None:
 
 def test_openai_and_anthropic_forms(emu: LocalSiliconCloud) -> None:
     data = base64.b64encode(coloured("green")).decode()
+    uri = f"data:application/pdf;base64,{data}"
+    source = {"type": "base64", "media_type": "application/pdf", "data": data}
     for block in (
-        {"type": "file", "file": {"filename": "a.pdf", "file_data": f"data:application/pdf;base64,{data}"}},
-        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": data}},
-    ):  # fmt: skip
+        {"type": "file", "file": {"filename": "a.pdf", "file_data": uri}},
+        {"type": "document", "source": source},
+    ):
         llm(detail="low").invoke([HumanMessage([block, {"type": "text", "text": "?"}])])
         assert seen(emu) == [("green", (448, 634))]
 
@@ -84,10 +88,13 @@ def test_a_pdf_returned_by_a_tool_reaches_the_model(emu: LocalSiliconCloud) -> N
 def test_token_estimate_counts_every_page(emu: LocalSiliconCloud) -> None:
     model = llm(detail="low")
     one = [HumanMessage([file_block(coloured("red")), {"type": "text", "text": "?"}])]
-    three = [HumanMessage([file_block(coloured("red", "green", "blue")), {"type": "text", "text": "?"}])]
-    assert model.get_num_tokens_from_messages(three) - model.get_num_tokens_from_messages(
-        one
-    ) == 2 * 256  # two more 448-pixel pages, 256 tokens each on Qwen
+    three = [
+        HumanMessage([file_block(coloured("red", "green", "blue")), {"type": "text", "text": "?"}])
+    ]
+    assert (
+        model.get_num_tokens_from_messages(three) - model.get_num_tokens_from_messages(one)
+        == 2 * 256
+    )  # two more 448-pixel pages, 256 tokens each on Qwen
     answer = model.invoke(three)
     assert answer.usage_metadata is not None
     assert answer.usage_metadata["input_tokens"] == model.get_num_tokens_from_messages(three)
@@ -124,7 +131,7 @@ def test_pdf_block_reads_a_file_the_program_names(emu: LocalSiliconCloud, tmp_pa
     llm().invoke([HumanMessage([block])])
     assert seen(emu) == [("green", (448, 634))]
     with pytest.raises(ImageInputError, match="not a PDF"):
-        pdf_block((Path(__file__).parents[2] / "examples" / "images" / "red_circle.png"))
+        pdf_block(Path(__file__).parents[2] / "examples" / "images" / "red_circle.png")
     with pytest.raises(ImageInputError, match="use pdf_block"):
         image_block(path)
     with pytest.raises(ContentError, match="page numbers"):
@@ -143,7 +150,9 @@ def test_the_profile_says_pdfs_only_with_the_extra(monkeypatch: pytest.MonkeyPat
     assert profile is not None and profile["pdf_inputs"] and profile["pdf_tool_message"]
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "pypdfium2" else real(name, *a)
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "pypdfium2" else real(name, *a),
     )
     profile = ChatSiliconVision(model="Qwen/Qwen2.5-VL-7B-Instruct", api_key="x").profile
     assert profile is not None and not profile["pdf_inputs"]

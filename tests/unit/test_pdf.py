@@ -23,11 +23,11 @@ from siliconvision.images import (
     Base64Image,
     ImageCache,
     PdfOptions,
+    _pdf,
     encode_image,
     prepare_image,
     prepare_pdf,
 )
-from siliconvision.images import _pdf
 from siliconvision.testing import LocalSiliconCloud, PdfImage, PdfPage, make_pdf, scan_page
 from siliconvision.tokens import (
     estimate_image_tokens,
@@ -99,9 +99,7 @@ def test_qwen_keeps_the_drawn_page_exactly_by_its_own_processor() -> None:
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
     for detail, size in (("high", A4), ("high", (612.0, 1008.0)), ("high", (842.0, 595.0))):
-        doc = prepare_pdf(
-            coloured("blue", size=size), model=QWEN, detail=detail, cache=None
-        )  # type: ignore[arg-type]
+        doc = prepare_pdf(coloured("blue", size=size), model=QWEN, detail=detail, cache=None)  # type: ignore[arg-type]
         page = doc.pages[0]
         assert page.width is not None and page.height is not None
         # smart_resize maps the drawn size onto itself: the server resamples nothing
@@ -139,9 +137,10 @@ def test_deepseek_sizes_every_page_for_the_request_s_real_image_count() -> None:
     ]
     # a 2-page PDF and an image: three images, so the image shrinks to one tile too
     three_again = build_content([coloured("red", "green"), photo], model=DEEPSEEK)
-    assert decode_part(three_again[-1]).size == decode_part(
-        build_content([photo, photo, photo], model=DEEPSEEK)[0]
-    ).size
+    assert (
+        decode_part(three_again[-1]).size
+        == decode_part(build_content([photo, photo, photo], model=DEEPSEEK)[0]).size
+    )
 
 
 # --------------------------------------------------------------------------- order, pages
@@ -270,9 +269,7 @@ def test_rendering_time_is_bounded_inside_a_page(monkeypatch: pytest.MonkeyPatch
 
 def test_a_tiny_timeout_stops_before_the_next_page() -> None:
     with pytest.raises(ImageInputError, match=r"longer than timeout=0\.001 s"):
-        prepare_pdf(
-            coloured("red", "green"), options=PdfOptions(timeout=0.001), cache=None
-        )
+        prepare_pdf(coloured("red", "green"), options=PdfOptions(timeout=0.001), cache=None)
 
 
 @pytest.mark.parametrize(
@@ -295,7 +292,9 @@ def test_bad_options_are_refused_by_name(options: dict[str, Any], message: str) 
 
 def test_a_document_that_needs_a_password_is_refused() -> None:
     locked = make_pdf([PdfPage()], user_password="secret", owner_password="owner")
-    with pytest.raises(ImageInputError, match="PDF .*: refused: it is encrypted and needs a password"):
+    with pytest.raises(
+        ImageInputError, match=r"PDF .*: refused: it is encrypted and needs a password"
+    ):
         prepare_pdf(locked, cache=None)
 
 
@@ -322,7 +321,7 @@ def test_broken_documents_are_refused(data: bytes, message: str) -> None:
 
 
 def test_a_document_without_pages_is_refused() -> None:
-    with pytest.raises(ImageInputError, match="no pages|not a valid PDF"):
+    with pytest.raises(ImageInputError, match=r"no pages|not a valid PDF"):
         prepare_pdf(make_pdf([]), cache=None)
 
 
@@ -473,7 +472,7 @@ def test_openai_file_parts(tmp_path: Path) -> None:
     assert len(build_content([raw], model=QWEN, detail="low")) == 3
     with pytest.raises(ContentError, match="no files API"):
         build_content([{"type": "file", "file": {"file_id": "file-1"}}], model=QWEN)
-    with pytest.raises(ContentError, match="needs file.file_data"):
+    with pytest.raises(ContentError, match=r"needs file\.file_data"):
         build_content([{"type": "file", "file": {}}], model=QWEN)
 
 
