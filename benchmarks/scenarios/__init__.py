@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .._common import Context, ScenarioResult
-from . import concurrency, imports, memory, overhead, photos, ray_batch, repeated, streaming
+from . import (
+    concurrency,
+    imports,
+    memory,
+    overhead,
+    pdfs,
+    photos,
+    ray_batch,
+    repeated,
+    streaming,
+)
 
 __all__ = ["SCENARIOS"]
 
@@ -14,6 +24,7 @@ SCENARIOS: dict[str, Callable[[Context], ScenarioResult]] = {
     "streaming": streaming.run,
     "photo_low": photos.run_low,
     "photo_high": photos.run_high,
+    "pdf_scan": pdfs.run,
     "repeated": repeated.run,
     "concurrency": concurrency.run,
     "memory": memory.run,

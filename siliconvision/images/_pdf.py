@@ -48,7 +48,7 @@ from .._datauri import data_uri
 from ..catalog import Detail
 from ..errors import ImageInputError
 from ..tokens import page_render_size
-from ._encode import MIME_TYPES, encode_for_server
+from ._encode import MIME_TYPES, encode_for_server, save_as
 from ._pipeline import Options
 from ._results import PreparedImage, PreparedPdf, page_label
 
@@ -68,6 +68,7 @@ _PDFIUM_LOCK: Final = threading.Lock()
 _POINTS_PER_INCH: Final = 72.0
 _MAX_FORM_DEPTH: Final = 32
 _DEADLINE_EVERY: Final = 1024  # page objects between two looks at the clock
+_SCANNED_SHARE: Final = 0.5  # of the page's area covered by images: sent as JPEG
 
 
 def pdf_error(label: str, reason: str) -> ImageInputError:
@@ -263,11 +264,14 @@ class _Document:
             self.raw = None
 
 
-def _embedded_pixels(c: Any, page: Any, deadline: _Deadline, number: int) -> int:
+def _embedded_images(c: Any, page: Any, deadline: _Deadline, number: int) -> tuple[int, float]:
     """The pixels of every image object drawn on ``page`` (form XObjects included), read
-    from their dictionaries: nothing is decoded."""
+    from their dictionaries (nothing is decoded), and the area in square points that the
+    page's own image objects cover (their bounding boxes, overlaps counted twice)."""
     width, height = ctypes.c_uint(), ctypes.c_uint()
+    box = [ctypes.c_float() for _ in range(4)]
     total = 0
+    covered = 0.0
     seen = 0
     stack: list[tuple[Callable[[int], Any], int, int]] = [
         (functools.partial(c.FPDFPage_GetObject, page), int(c.FPDFPage_CountObjects(page)), 0)
@@ -285,13 +289,16 @@ def _embedded_pixels(c: Any, page: Any, deadline: _Deadline, number: int) -> int
             if kind == c.FPDF_PAGEOBJ_IMAGE:
                 if c.FPDFImageObj_GetImagePixelSize(obj, ctypes.byref(width), ctypes.byref(height)):
                     total += width.value * height.value
+                if depth == 0 and c.FPDFPageObj_GetBounds(obj, *map(ctypes.byref, box)):
+                    left, bottom, right, top = (v.value for v in box)
+                    covered += max(0.0, right - left) * max(0.0, top - bottom)
             elif kind == c.FPDF_PAGEOBJ_FORM and depth < _MAX_FORM_DEPTH:
                 inner = int(c.FPDFFormObj_CountObjects(obj))
                 if inner > 0:
                     stack.append(
                         (functools.partial(c.FPDFFormObj_GetObject, obj), inner, depth + 1)
                     )
-    return total
+    return total, covered
 
 
 def _draw(
@@ -358,8 +365,8 @@ def render_pdf(
         for page_plan in plan:
             deadline.check(f"before page {page_plan.number}")
             with _PDFIUM_LOCK:
-                image = _render_page(doc, page_plan, deadline, opts.max_image_pixels)
-            prepared.append(_encoded(image, page_plan, label, opts.detail))
+                image, scanned = _render_page(doc, page_plan, deadline, opts.max_image_pixels)
+            prepared.append(_encoded(image, page_plan, label, opts.detail, scanned))
     finally:
         with _PDFIUM_LOCK:
             doc.close()
@@ -461,7 +468,8 @@ def _plan(
 
 def _render_page(
     doc: _Document, plan: _Page, deadline: _Deadline, max_image_pixels: int
-) -> PILImage.Image:
+) -> tuple[PILImage.Image, bool]:
+    """The page drawn at its planned size, and whether images cover most of it."""
     c = doc.c
     page = c.FPDF_LoadPage(doc.raw, plan.number - 1)
     if not page:
@@ -469,24 +477,32 @@ def _render_page(
     try:
         if doc.form:
             c.FORM_OnAfterLoadPage(page, doc.form)
-        embedded = _embedded_pixels(c, page, deadline, plan.number)
+        embedded, covered = _embedded_images(c, page, deadline, plan.number)
         if embedded > max_image_pixels:
             raise pdf_error(
                 doc.label,
                 f"decompression bomb refused: page {plan.number} embeds images of "
                 f"{embedded:,} pixels, more than max_image_pixels={max_image_pixels:,}",
             )
-        return _draw(doc, page, plan.target, deadline, plan.number)
+        scanned = covered >= _SCANNED_SHARE * plan.points[0] * plan.points[1]
+        return _draw(doc, page, plan.target, deadline, plan.number), scanned
     finally:
         if doc.form:
             c.FORM_OnBeforeClosePage(page, doc.form)
         c.FPDF_ClosePage(page)
 
 
-def _encoded(image: PILImage.Image, plan: _Page, label: str, detail: Detail) -> PreparedImage:
-    """A drawn page encoded by the image pipeline's policy for pixels that come in no
-    format (JPEG from 1 MP, else the smaller of PNG and JPEG)."""
-    data, fmt = encode_for_server(image, None, False)
+def _encoded(
+    image: PILImage.Image, plan: _Page, label: str, detail: Detail, scanned: bool
+) -> PreparedImage:
+    """A drawn page encoded as JPEG when images cover most of it (a scan, a photo:
+    PNG would be several times larger and slower), else by the image pipeline's policy
+    for pixels that come in no format (JPEG from 1 MP, else the smaller of PNG and
+    JPEG: text and line art drawn small are often smaller, and sharper, as PNG)."""
+    if scanned:
+        data, fmt = save_as(image, "JPEG"), "JPEG"
+    else:
+        data, fmt = encode_for_server(image, None, False)
     mime = MIME_TYPES[fmt]
     return PreparedImage(
         url=data_uri(data, mime),
