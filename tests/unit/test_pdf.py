@@ -518,3 +518,33 @@ def test_scanned_pages_go_as_jpeg_small_pages_as_the_smaller_encoding() -> None:
     assert doc.pages[0].mime_type == "image/jpeg"  # 3.9 MP: JPEG, as for any big image
     low = prepare_pdf(make_pdf([PdfPage()]), model=QWEN, detail="low", cache=None)
     assert low.pages[0].mime_type == "image/png"  # a blank page: PNG is smaller
+
+
+def test_a_page_covered_by_an_image_goes_as_jpeg_without_trying_png(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from siliconvision.images import _encode, _pdf
+
+    saved: list[str] = []
+    save_as = _encode.save_as
+
+    def counted(img: PILImage.Image, fmt: str) -> bytes:
+        saved.append(fmt)
+        return save_as(img, fmt)
+
+    monkeypatch.setattr(_encode, "save_as", counted)
+    monkeypatch.setattr(_pdf, "save_as", counted)
+    blank_scan = scan_page(PILImage.new("RGB", (1240, 1754), "white"))
+    doc = prepare_pdf(make_pdf([blank_scan]), model=QWEN, detail="low", cache=None)
+    assert doc.pages[0].mime_type == "image/jpeg" and saved == ["JPEG"]
+    saved.clear()
+    logo = PdfImage((50, 750, 50, 50), jpeg=_jpeg(PILImage.new("RGB", (400, 400), "red")))
+    doc = prepare_pdf(make_pdf([PdfPage(images=[logo])]), model=QWEN, detail="low", cache=None)
+    assert sorted(saved) == ["JPEG", "PNG"]  # a small image on a page: the smaller of the two
+    assert doc.pages[0].mime_type == "image/png"
+
+
+def _jpeg(image: PILImage.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG")
+    return buffer.getvalue()
