@@ -51,6 +51,7 @@ class Settings:
     batch_latency: float = 0.05
     batch_reps: int = 5
     import_reps: int = 5
+    pdf_reps: int = 3
 
     @classmethod
     def for_run(cls, quick: bool) -> Settings:
@@ -71,6 +72,7 @@ class Settings:
             batch_latency=0.01,
             batch_reps=1,
             import_reps=1,
+            pdf_reps=1,
         )
 
 

@@ -5,6 +5,10 @@ scales, a few objects with hard edges and sensor grain, saved at quality 92 as
 phones do (about 2.5 bits per pixel, so a 12 MP photo is 3-4 MB). The preparation
 grid (``imaging``) saves such photos of 12, 24 and 48 MP as PNG (zlib level 6) and WEBP
 (quality 90) too.
+
+The "scanned PDF" is what a scanner writes: each page one JPEG (quality 80) of the
+page at 300 dpi (A4: 2480x3508), paper with scanner grain, lines of text, and a photo
+on every third page; about 1.5 MB a page.
 """
 
 from __future__ import annotations
@@ -15,9 +19,17 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageChops, ImageDraw, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
-__all__ = ["GRID_FORMATS", "GRID_SIZES", "GridImage", "MediaSet", "make_media", "photo_bytes"]
+__all__ = [
+    "GRID_FORMATS",
+    "GRID_SIZES",
+    "GridImage",
+    "MediaSet",
+    "make_media",
+    "photo_bytes",
+    "scan_pdf_bytes",
+]
 
 _VERSION = 1
 
@@ -107,6 +119,59 @@ GRID_SIZES = ((12, (4000, 3000)), (24, (6000, 4000)), (48, (8000, 6000)))
 GRID_FORMATS = ("JPEG", "PNG", "WEBP")
 
 
+_WORDS = [
+    "invoice",
+    "total",
+    "amount",
+    "due",
+    "net",
+    "tax",
+    "quantity",
+    "item",
+    "date",
+    "reference",
+    "account",
+    "payment",
+    "terms",
+    "delivery",
+    "order",
+    "customer",
+    "supplier",
+    "number",
+    "price",
+    "unit",
+    "discount",
+    "balance",
+]
+
+
+def _scan(width: int, height: int, seed: int) -> Image.Image:
+    """A scanned page: paper with grain, text lines, a photo on every third page."""
+    rnd = random.Random(seed)
+    grain = Image.effect_noise((width, height), 5).point(lambda v: min(255, v + 112))
+    page = Image.merge("RGB", (grain, grain, grain.point(lambda v: max(0, v - 8))))
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.load_default(size=max(10, height // 85))
+    step = max(12, height // 60)
+    y = height // 12
+    if seed % 3 == 0:
+        photo = _photo(width * 2 // 3, height // 4, grain=30.0, grain_mix=0.12, seed=seed)
+        page.paste(photo, (width // 6, y))
+        y += height // 4 + step
+    while y < height - height // 12:
+        line = " ".join(rnd.choice(_WORDS) for _ in range(rnd.randrange(6, 12)))
+        draw.text((width // 10, y), line, fill=(35, 35, 40), font=font)
+        y += step
+    return page
+
+
+def scan_pdf_bytes(pages: int, width: int = 2480, height: int = 3508) -> bytes:
+    """A scanned PDF of ``pages`` A4 pages, each one ``width`` x ``height`` JPEG."""
+    from siliconvision.testing import make_pdf, scan_page
+
+    return make_pdf([scan_page(_scan(width, height, seed), quality=80) for seed in range(pages)])
+
+
 @dataclass(frozen=True)
 class MediaSet:
     """Paths of the benchmark's images."""
@@ -118,6 +183,7 @@ class MediaSet:
     heavy_big: Path  # about 20 MB JPEG, 8000x6000 (48 MP: downsized at high detail)
     warm: Path  # 1600x1200 JPEG: downsized at detail=low to warm a pipeline up
     grid: tuple[GridImage, ...]  # 12/24/48 MP x JPEG/PNG/WEBP photos
+    scan_pdf: Path  # a scanned PDF: 20 A4 pages, each a 300 dpi JPEG (about 30 MB)
 
 
 def _grid(base: Path, quick: bool) -> tuple[GridImage, ...]:
@@ -176,6 +242,7 @@ def make_media(directory: Path | None = None, *, quick: bool = False) -> MediaSe
                 "heavy_big.jpg",
                 lambda: photo_bytes(4800, 3600, quality=75, seed=5),
             ),
+            scan_pdf=_cached(base, "scan.pdf", lambda: scan_pdf_bytes(3, 1240, 1754)),
         )
     return MediaSet(
         warm=warm,
@@ -193,4 +260,5 @@ def make_media(directory: Path | None = None, *, quick: bool = False) -> MediaSe
             "heavy_big.jpg",
             lambda: photo_bytes(8000, 6000, quality=93, grain=60, grain_mix=0.14, seed=5),
         ),
+        scan_pdf=_cached(base, "scan.pdf", lambda: scan_pdf_bytes(20)),
     )

@@ -3,6 +3,7 @@
 - :class:`ChatSiliconVision`: the chat model (images in every LangChain form,
   streaming, tools, structured output, reasoning, usage);
 - :func:`image_block`: a local file, bytes, PIL image or URL as a standard image block;
+  :func:`pdf_block`: a PDF as a standard file block (each page is sent as an image);
 - :class:`SiliconVisionTool`: ``ask_image`` for agents, with guards on its arguments;
 - :class:`SiliconVisionCaptionLoader`, :func:`content_from_documents` and
   :class:`SiliconVisionEmbeddings`: retrieval over captioned images.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._images import image_block
+from ._images import image_block, pdf_block
 from .chat_models import ChatSiliconVision
 
 # The retrieval and agent pieces load on first use (PEP 562): `import
@@ -59,4 +60,5 @@ __all__ = [
     "SiliconVisionTool",
     "content_from_documents",
     "image_block",
+    "pdf_block",
 ]

@@ -12,6 +12,7 @@ Message conversion lives in small module-level functions (:func:`_format_image`,
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from operator import itemgetter
@@ -70,10 +71,11 @@ from siliconvision.client import (
     resolve_api_key,
     resolve_base_url,
 )
-from siliconvision.content import Image
+from siliconvision.content import Image, Pdf
 from siliconvision.errors import ContentError
 from siliconvision.guards import DEFAULT_MAX_FILE_BYTES
-from siliconvision.images import Base64Image
+from siliconvision.images import Base64Image, PdfOptions
+from siliconvision.images._pdf import normalize_pages
 from siliconvision.ratelimit import RateLimits
 from siliconvision.tokens import estimate_prompt_tokens, estimate_text_tokens
 from siliconvision.wire import (
@@ -109,7 +111,7 @@ _AI_ONLY_BLOCKS = frozenset(
         "server_tool_result",
     }
 )
-_SUPPORTED = "text, image, image_url, video, video_url"
+_SUPPORTED = "text, image, image_url, video, video_url, file (PDFs)"
 
 
 # --------------------------------------------------------------------------- input
@@ -191,6 +193,64 @@ def _format_image(block: Mapping[str, Any], where: str) -> dict[str, Any] | Imag
     raise ContentError(f"{where}: image block needs 'url', 'base64' (+ 'mime_type') or 'file_id'")
 
 
+_DOCUMENT_MIME = "application/pdf"
+
+
+def _file_extras(block: Mapping[str, Any]) -> tuple[Any, Any]:
+    """``(pages, detail)`` of a file block, from its ``extras`` (or top-level keys)."""
+    extras = block.get("extras")
+    extras = extras if isinstance(extras, Mapping) else {}
+    pages = extras.get("pages", block.get("pages"))
+    return pages, _detail_of(block)
+
+
+def _format_file(block: Mapping[str, Any], where: str) -> dict[str, Any] | Image | Pdf:
+    """A standard file block (``{"type": "file", "base64" | "url": ...,
+    "mime_type": "application/pdf"}``) as a core PDF: its selected pages are sent as
+    images (``extras``: ``pages``, ``detail``). An image in a file block is an image;
+    other document types are refused (SiliconCloud's models read images)."""
+    mime = block.get("mime_type")
+    if mime is not None and not isinstance(mime, str):
+        raise ContentError(f"{where}: file block mime_type must be a string")
+    kind = (mime or "").lower().split(";", 1)[0].strip()
+    if kind and kind != _DOCUMENT_MIME and not kind.startswith("image/"):
+        raise ContentError(
+            f"{where}: a file of type {mime!r} cannot be sent: SiliconCloud's vision models "
+            "read images, and PDFs as their pages' images (mime_type 'application/pdf')"
+        )
+    pages, detail = _file_extras(block)
+    if kind.startswith("image/"):
+        if pages is not None:
+            raise ContentError(f"{where}: pages= applies to PDFs, not to a {mime} image")
+        return _format_image({**block, "type": "image"}, where)
+    try:
+        pages = normalize_pages(pages)
+    except ValueError as exc:
+        raise ContentError(f"{where}: {exc}") from None
+    if block.get("base64") is not None:
+        data = block["base64"]
+        if not isinstance(data, str) or not data:
+            raise ContentError(f"{where}: base64 file data must be a non-empty string")
+        return Pdf(Base64Image(data, _DOCUMENT_MIME if kind else None), pages=pages, detail=detail)
+    if block.get("url") is not None:
+        url = block["url"]
+        if not isinstance(url, str):
+            raise ContentError(f"{where}: file url must be a string")
+        body: dict[str, Any] = {"url": url}  # message content: the core's message policy
+        if pages is not None:
+            body["pages"] = list(pages)
+        if detail is not None:
+            body["detail"] = detail
+        return {"type": "file", "file": body}
+    if block.get("file_id") is not None:
+        raise ContentError(
+            f"{where}: a file given by file_id ({block['file_id']!r}) cannot be sent: "
+            "SiliconCloud has no files API; pass the PDF as base64 data, or from a local "
+            "file with langchain_siliconvision.pdf_block(path)"
+        )
+    raise ContentError(f"{where}: file block needs 'base64' (+ 'mime_type') or 'url'")
+
+
 def _format_video(block: Mapping[str, Any], where: str) -> dict[str, Any]:
     raw_extras = block.get("extras")
     extras: Mapping[str, Any] = raw_extras if isinstance(raw_extras, Mapping) else {}
@@ -219,14 +279,14 @@ def _translated(block: Mapping[str, Any]) -> dict[str, Any] | None:
         blocks = HumanMessage(content=[dict(block)]).content_blocks
     except Exception:
         return None
-    if len(blocks) == 1 and blocks[0].get("type") in ("text", "image", "video"):
+    if len(blocks) == 1 and blocks[0].get("type") in ("text", "image", "video", "file"):
         return dict(blocks[0])
     return None
 
 
 def _format_block(
     block: Any, where: str, *, role: str, translate: bool = True
-) -> list[dict[str, Any] | Image]:
+) -> list[dict[str, Any] | Image | Pdf]:
     """One content item as the parts the core takes (usually one; none for AI bookkeeping)."""
     if isinstance(block, str):
         return [{"type": "text", "text": block}]
@@ -250,9 +310,11 @@ def _format_block(
         return [_format_video(block, where)]
     if kind == "video_url":
         return [dict(block)]
+    if kind == "file" and "file" not in block and "source_type" not in block:
+        return [_format_file(block, where)]
     if kind in _AI_ONLY_BLOCKS and role == "assistant":
         return []
-    if translate and kind not in ("non_standard", "file", "audio", "input_audio"):
+    if translate and kind not in ("non_standard", "audio", "input_audio"):
         converted = _translated(block)
         if converted is not None and converted != dict(block):
             return _format_block(converted, where, role=role, translate=False)
@@ -267,7 +329,7 @@ def _format_content(content: Any, where: str, *, role: str) -> Any:
         return content
     if not isinstance(content, list):
         raise ContentError(f"{where}: content must be a string or a list")
-    parts: list[dict[str, Any] | Image] = []
+    parts: list[dict[str, Any] | Image | Pdf] = []
     for i, item in enumerate(content):
         parts.extend(_format_block(item, f"{where} block {i}", role=role))
     return parts
@@ -528,6 +590,11 @@ def _last_chunk(stream: Any, requested_model: str) -> AIMessageChunk:
 # --------------------------------------------------------------------------- model
 
 
+def _renders_pdfs() -> bool:
+    """Whether PDF pages can be rendered here (the ``[pdf]`` extra is installed)."""
+    return importlib.util.find_spec("pypdfium2") is not None
+
+
 def _default_api_key() -> SecretStr | None:
     return resolve_api_key(None)
 
@@ -665,6 +732,15 @@ class ChatSiliconVision(BaseChatModel):
     through :func:`~langchain_siliconvision.image_block`. Images returned by tools
     (``ToolMessage``) reach the model too.
 
+    PDFs: standard file blocks (``{"type": "file", "base64": ..., "mime_type":
+    "application/pdf"}``, also OpenAI's ``{"type": "file", "file": {"file_data": ...}}``
+    and Anthropic's ``document`` blocks), in human and tool messages; each page is sent
+    as one image, rendered at the size the model's server keeps (``extras``:
+    ``pages`` selects pages, ``detail`` sizes them; ``pdf`` sets the caps). A file
+    block's ``url`` is message content: an http(s) PDF is downloaded only with
+    ``fetch_urls=True``, a local one only inside ``allowed_dirs``; local files you
+    choose go through :func:`~langchain_siliconvision.pdf_block`.
+
     Message content is untrusted: a block's ``url`` is sent as it is when it is an
     http(s) URL or a ``data:`` URI, and a local path or ``file:`` URL there is read only
     inside ``allowed_dirs`` (none by default: it raises ``ImageInputError``). Files the
@@ -753,6 +829,9 @@ class ChatSiliconVision(BaseChatModel):
     rate_limits: RateLimits | None = None
     """An account's RPM/TPM budget, shared by every request sent with it (one object
     for all the models, chains and threads that send to the same account and model)."""
+    pdf: PdfOptions | None = None
+    """How PDF pages are rendered (the reference ``dpi``) and the caps that bound a
+    document (``max_pages``, ``max_pixels``, ``timeout``); ``None``: the defaults."""
 
     _holder: ClientHolder = PrivateAttr(default_factory=ClientHolder)
 
@@ -865,9 +944,9 @@ class ChatSiliconVision(BaseChatModel):
             image_url_inputs=spec.vision and spec.accepts_image_urls,
             video_inputs=spec.video,
             audio_inputs=False,
-            pdf_inputs=False,
+            pdf_inputs=spec.vision and _renders_pdfs(),
             image_tool_message=spec.vision,
-            pdf_tool_message=False,
+            pdf_tool_message=spec.vision and _renders_pdfs(),
             reasoning_output=spec.reasoning != "none",
             text_outputs=True,
             image_outputs=False,
@@ -908,6 +987,7 @@ class ChatSiliconVision(BaseChatModel):
             "http_client": self.http_client,
             "http_async_client": self.http_async_client,
             "rate_limits": self.rate_limits,
+            "pdf": self.pdf,
         }
 
     def _client_key(self) -> tuple[Any, ...]:

@@ -78,6 +78,8 @@ def _document(record: CaptionRecord) -> Document:
         "byte_size": record.byte_size,
         "model": record.model,
     }
+    if record.page is not None:  # a page of a PDF: one document per page
+        metadata["page"] = record.page
     if record.error is not None:
         metadata["error"] = record.error
     return Document(page_content=record.caption or "", metadata=metadata)
@@ -94,23 +96,6 @@ def _llm_result(result: ChatReply, model: str) -> LLMResult:
     return LLMResult(generations=[list(chat.generations)], llm_output=chat.llm_output)
 
 
-class _InOrder:
-    """Turns records arriving in completion order into input order, as early as possible."""
-
-    def __init__(self, files: list[Path]) -> None:
-        self._position = {str(path): i for i, path in enumerate(files)}
-        self._waiting: dict[int, CaptionRecord] = {}
-        self._next = 0
-
-    def add(self, record: CaptionRecord) -> list[CaptionRecord]:
-        self._waiting[self._position[record.path]] = record
-        ready: list[CaptionRecord] = []
-        while self._next in self._waiting:
-            ready.append(self._waiting.pop(self._next))
-            self._next += 1
-        return ready
-
-
 class SiliconVisionCaptionLoader(BaseLoader):
     """Caption image files with a SiliconCloud vision model, one ``Document`` per image.
 
@@ -123,7 +108,10 @@ class SiliconVisionCaptionLoader(BaseLoader):
 
     Each ``Document`` has the caption as ``page_content`` and metadata ``source`` and
     ``image_path`` (the file), ``mime_type``, ``width``, ``height`` and ``byte_size``
-    (of the image as sent, after downsizing) and ``model``.
+    (of the image as sent, after downsizing) and ``model``. A PDF named in ``paths``
+    is captioned page by page: one ``Document`` per page, in page order, with its
+    ``page`` (1 for the first) in the metadata (directories are expanded to their
+    images only).
 
     Every caption request is reported to LangChain's callbacks as a chat model run
     (``on_chat_model_start`` / ``on_llm_end`` with ``usage_metadata``, or
@@ -318,7 +306,6 @@ class SiliconVisionCaptionLoader(BaseLoader):
         """Caption the images, yielding each ``Document`` as soon as it is ready in order."""
         files = iter_image_files(self.paths, recursive=self.recursive)
         client = self._sync_client()
-        order = _InOrder(files)
         self.failed = []
         done: list[Document] = []
         records = caption_images(
@@ -330,19 +317,18 @@ class SiliconVisionCaptionLoader(BaseLoader):
             concurrency=self.concurrency,
             max_attempts=self.max_attempts,
             send=lambda path, messages, **options: self._send(client, path, messages, **options),
+            ordered=True,
         )
         for record in records:
-            for ready in order.add(record):
-                document = self._emit(ready, done)
-                if document is not None:
-                    yield document
+            document = self._emit(record, done)
+            if document is not None:
+                yield document
         self._finish(done)
 
     async def alazy_load(self) -> AsyncIterator[Document]:
         """Async :meth:`lazy_load` (uses the client's async API)."""
         files = iter_image_files(self.paths, recursive=self.recursive)
         client = await self._async_client()
-        order = _InOrder(files)
         self.failed = []
         done: list[Document] = []
         records = acaption_images(
@@ -354,10 +340,10 @@ class SiliconVisionCaptionLoader(BaseLoader):
             concurrency=self.concurrency,
             max_attempts=self.max_attempts,
             send=lambda path, messages, **options: self._asend(client, path, messages, **options),
+            ordered=True,
         )
         async for record in records:
-            for ready in order.add(record):
-                document = self._emit(ready, done)
-                if document is not None:
-                    yield document
+            document = self._emit(record, done)
+            if document is not None:
+                yield document
         self._finish(done)

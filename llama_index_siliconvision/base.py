@@ -45,6 +45,7 @@ from siliconvision.client import (
     resolve_base_url,
 )
 from siliconvision.guards import DEFAULT_MAX_FILE_BYTES
+from siliconvision.images import PdfOptions
 from siliconvision.ratelimit import RateLimits
 from siliconvision.wire import ChatReply, ParameterError
 
@@ -140,7 +141,9 @@ class SiliconVision(FunctionCallingLLM):
     """SiliconCloud's vision-language models (Qwen-VL, GLM-V, InternVL, ...) in LlamaIndex.
 
     ``ChatMessage(blocks=[...])`` takes ``TextBlock``, ``ImageBlock`` (bytes, path or
-    URL; its ``detail`` wins over the instance's) and ``VideoBlock`` (video models);
+    URL; its ``detail`` wins over the instance's), ``DocumentBlock`` (a PDF: each page
+    sent as one image, rendered at the size the model's server keeps; ``pdf`` sets the
+    caps) and ``VideoBlock`` (video models);
     ``complete(prompt, image_documents=[...])`` takes ``ImageDocument``, ``ImageNode``,
     ``ImageBlock``, paths and URLs, in retrieval order. ``ImageBlock(path=...)`` is the
     program's own choice and is read; a block's ``url`` (and a node's ``image_url``) is
@@ -262,6 +265,12 @@ class SiliconVision(FunctionCallingLLM):
         exclude=True,
         description="An account's RPM/TPM budget shared by every request sent with it.",
     )
+    pdf: PdfOptions | None = Field(
+        default=None,
+        exclude=True,
+        description="How PDF pages are rendered (dpi) and the caps that bound a document "
+        "(max_pages, max_pixels, timeout); None: the defaults.",
+    )
 
     _api_key: SecretStr | None = PrivateAttr(default=None)
     _client: SiliconVisionClient | None = PrivateAttr(default=None)
@@ -349,6 +358,7 @@ class SiliconVision(FunctionCallingLLM):
             "http_client": self._http_client,
             "http_async_client": self._http_async_client,
             "rate_limits": self.rate_limits,
+            "pdf": self.pdf,
         }
 
     @property

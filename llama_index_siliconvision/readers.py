@@ -71,21 +71,34 @@ def _as_list(paths: PathsArg) -> list[str | os.PathLike[str]]:
     return list(paths)
 
 
-def record_to_document(record: CaptionRecord) -> ImageDocument:
-    """The ``ImageDocument`` of one captioned image (its id is the file path)."""
+def record_to_document(record: CaptionRecord) -> Document:
+    """The ``ImageDocument`` of one captioned image (its id is the file path), or the
+    ``Document`` of one page of a PDF (id ``<path>#page=<n>``; ``file_path`` and
+    ``page_label`` in the metadata, as LlamaIndex's PDF readers write them)."""
+    metadata: dict[str, Any] = {
+        "image_path": record.path,
+        "file_name": Path(record.path).name,
+        "mime_type": record.mime_type,
+        "width": record.width,
+        "height": record.height,
+        "byte_size": record.byte_size,
+        "model": record.model,
+    }
+    if record.page is not None:  # a page of a PDF: no image file to point at
+        metadata.pop("image_path")
+        metadata.update(file_path=record.path, page_label=str(record.page))
+        return Document(
+            id_=f"{record.path}#page={record.page}",
+            text=record.caption or "",
+            metadata=metadata,
+            excluded_embed_metadata_keys=[*_TECHNICAL_KEYS, "file_path"],
+            excluded_llm_metadata_keys=[*_TECHNICAL_KEYS, "file_path"],
+        )
     return ImageDocument(
         id_=record.path,
         text=record.caption or "",
         image_path=record.path,
-        metadata={
-            "image_path": record.path,
-            "file_name": Path(record.path).name,
-            "mime_type": record.mime_type,
-            "width": record.width,
-            "height": record.height,
-            "byte_size": record.byte_size,
-            "model": record.model,
-        },
+        metadata=metadata,
         excluded_embed_metadata_keys=list(_TECHNICAL_KEYS),
         excluded_llm_metadata_keys=list(_TECHNICAL_KEYS),
     )
@@ -236,6 +249,13 @@ class SiliconVisionCaptionReader(BaseReader):
         return documents
 
 
-def _ranker(files: list[Path]) -> Callable[[Document], int]:
+def _ranker(files: list[Path]) -> Callable[[Document], tuple[int, int]]:
+    """File order, then page order (a PDF's pages)."""
     rank = {str(path): i for i, path in enumerate(files)}
-    return lambda document: rank.get(document.id_, len(rank))
+
+    def key(document: Document) -> tuple[int, int]:
+        page = document.metadata.get("page_label")
+        path = document.metadata.get("image_path") or document.metadata.get("file_path")
+        return rank.get(str(path), len(rank)), int(page) if page else 0
+
+    return key

@@ -11,13 +11,15 @@ Block policy (every LlamaIndex block is either sent or refused, never dropped):
 
 - ``TextBlock``: text; ``ImageBlock``: an image (bytes, path or URL, its ``detail``
   wins); ``VideoBlock``: a video (models catalogued with ``video=True`` only);
+  ``DocumentBlock``: a PDF, each page sent as one image (bytes, path or URL; other
+  document types are refused by name);
 - ``ToolCallBlock`` in an assistant message: its ``tool_calls``;
 - ``ThinkingBlock`` in an assistant message: **not sent**. SiliconCloud's reasoning is
   output only (no request field takes it back) and agents replay whole assistant
   messages, so refusing it would break every agent run on a thinking model;
 - ``CachePoint``: ignored (a caching hint with no content; SiliconCloud has no cache
   control);
-- anything else (``AudioBlock``, ``DocumentBlock``, ``CitableBlock``,
+- anything else (``AudioBlock``, ``CitableBlock``,
   ``CitationBlock``, a ``ThinkingBlock`` outside assistant messages, ...) raises
   :class:`~siliconvision.errors.ContentError` naming the block and the message.
 
@@ -42,6 +44,7 @@ from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
     CompletionResponse,
+    DocumentBlock,
     ImageBlock,
     LLMMetadata,
     MessageRole,
@@ -56,9 +59,15 @@ from llama_index.core.llms.utils import parse_partial_json
 from llama_index.core.schema import BaseNode, ImageNode, NodeWithScore
 
 from siliconvision.catalog import ModelSpec, get_model_spec
-from siliconvision.content import Image, Video
+from siliconvision.content import Image, Pdf, Video
 from siliconvision.errors import ContentError, ImageInputError
-from siliconvision.images import Base64Image, is_data_uri, is_image_source, is_image_url
+from siliconvision.images import (
+    PDF_MIME_TYPE,
+    Base64Image,
+    is_data_uri,
+    is_image_source,
+    is_image_url,
+)
 from siliconvision.wire import (
     EXTRA_FIELDS,
     STANDARD_FIELDS,
@@ -78,6 +87,7 @@ __all__ = [
     "chat_response_from_result",
     "completion_response_from_chat",
     "completion_to_wire_messages",
+    "document_block_to_item",
     "image_block_to_item",
     "image_source_to_item",
     "llm_metadata",
@@ -97,7 +107,7 @@ __all__ = [
 REQUEST_FIELDS: frozenset[str] = frozenset(STANDARD_FIELDS) | frozenset(EXTRA_FIELDS)
 
 _ASSISTANT_ROLES = frozenset({MessageRole.ASSISTANT, MessageRole.CHATBOT, MessageRole.MODEL})
-_SUPPORTED = "TextBlock, ImageBlock, VideoBlock (video models)"
+_SUPPORTED = "TextBlock, ImageBlock, DocumentBlock (PDFs), VideoBlock (video models)"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -147,6 +157,46 @@ def image_block_to_item(block: ImageBlock, where: str = "ImageBlock") -> Image |
             return Image(url, detail=detail)
         return _message_image(url, detail)
     raise ContentError(f"{where}: ImageBlock has no image, path or url")
+
+
+def document_block_to_item(
+    block: DocumentBlock, where: str = "DocumentBlock"
+) -> Pdf | Image | dict[str, Any]:
+    """The core item for a ``DocumentBlock``: a :class:`~siliconvision.content.Pdf` (its
+    pages are sent as images), or for a ``url`` the core's ``file`` part (message
+    content: an http(s) PDF is downloaded only with the LLM's ``fetch_urls``, a
+    ``file:`` URL read only inside its ``allowed_dirs``).
+
+    Precedence as LlamaIndex's own: inline ``data`` (stored base64-encoded), then
+    ``path`` (the program's own choice: read), then ``url``. A document declared as an
+    image is sent as one; any other type but ``application/pdf`` is refused by name.
+
+    >>> document_block_to_item(DocumentBlock(path="report.pdf"))
+    Pdf(source=PosixPath('report.pdf'), pages=None, detail=None)
+    """
+    mime = (block.document_mimetype or "").lower()
+    if mime.startswith("image/"):
+        path = Path(block.path) if block.path is not None else None
+        as_image = ImageBlock(image=block.data, path=path, url=block.url, image_mimetype=mime)
+        return image_block_to_item(as_image, where)
+    if mime and mime != PDF_MIME_TYPE:
+        raise ContentError(
+            f"{where}: a DocumentBlock of type {block.document_mimetype!r} cannot be sent: "
+            "SiliconCloud's vision models read images, and PDFs as their pages' images"
+        )
+    declared = PDF_MIME_TYPE if mime else None
+    if isinstance(block.data, bytes) and block.data:
+        return Pdf(Base64Image(block.data.decode("ascii", "replace"), declared))
+    if block.data is not None and not isinstance(block.data, bytes):  # a binary stream
+        return Pdf(cast(Any, block.data))
+    if block.path is not None:
+        return Pdf(Path(block.path))
+    if block.url is not None:
+        url = str(block.url)
+        if is_data_uri(url):
+            return {"type": "file", "file": {"file_data": url}}
+        return {"type": "file", "file": {"url": url}}
+    raise ContentError(f"{where}: DocumentBlock has no data, path or url")
 
 
 def video_block_to_item(block: VideoBlock, where: str = "VideoBlock") -> Video | dict[str, Any]:
@@ -237,6 +287,8 @@ def to_wire_message(message: ChatMessage, where: str = "message") -> dict[str, A
             items.append(image_block_to_item(block, at))
         elif isinstance(block, VideoBlock):
             items.append(video_block_to_item(block, at))
+        elif isinstance(block, DocumentBlock):
+            items.append(document_block_to_item(block, at))
         elif isinstance(block, CachePoint):
             continue
         elif isinstance(block, ThinkingBlock) and role == "assistant":

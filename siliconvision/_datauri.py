@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 _DATA_URI_HEADER: Final = re.compile(
-    r"data:(image/[a-z0-9][a-z0-9!#$&^_.+-]*)((?:;[a-z0-9!#$&^_.+-]+=[^;,]*)*);base64",
+    r"data:(image/[a-z0-9][a-z0-9!#$&^_.+-]*|application/pdf)((?:;[a-z0-9!#$&^_.+-]+=[^;,]*)*);base64",
     re.IGNORECASE,
 )
 _B64_BODY: Final = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -87,12 +87,15 @@ def decode_base64(payload: str, label: str, what: str) -> DecodedBase64:
 
 
 def decode_data_uri(uri: str, label: str) -> DecodedBase64:
-    """The bytes of a ``data:image/<type>[;param=value...];base64,<payload>`` URI."""
+    """The bytes of a ``data:image/<type>[;param=value...];base64,<payload>`` URI (or of a
+    ``data:application/pdf;base64,...`` one: a PDF's pages are sent as images)."""
     comma = uri.find(",")
     header = _DATA_URI_HEADER.fullmatch(uri, 0, comma) if comma > 0 else None
     if header is None:
         raise ImageInputError(
-            label, "malformed data URI: expected data:image/<type>;base64,<payload>"
+            label,
+            "malformed data URI: expected data:image/<type>;base64,<payload> "
+            "(or data:application/pdf;base64,<payload>)",
         )
     decoded = decode_base64(uri[comma + 1 :], label, "malformed data URI")
     canonical = (
@@ -106,10 +109,12 @@ def decode_data_uri(uri: str, label: str) -> DecodedBase64:
 
 def base64_header(mime_type: str, label: str) -> str:
     """``data:<mime_type>;base64``, the header of the data URI base64 data of that type
-    stands for; raises unless ``mime_type`` is ``image/<type>``."""
+    stands for; raises unless ``mime_type`` is ``image/<type>`` or ``application/pdf``."""
     header = f"data:{mime_type};base64"
     if _DATA_URI_HEADER.fullmatch(header) is None:
-        raise ImageInputError(label, f"mime_type {mime_type!r} is not image/<type>")
+        raise ImageInputError(
+            label, f"mime_type {mime_type!r} is not image/<type> (or application/pdf)"
+        )
     return header
 
 

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextvars
 import dataclasses
@@ -39,6 +40,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Collection,
     Iterable,
     Iterator,
     Mapping,
@@ -53,8 +55,9 @@ from .client import SiliconVisionClient
 from .content import resolve_detail
 from .errors import ContentError, ImageInputError, SiliconVisionError
 from .guards import DEFAULT_MAX_FILE_BYTES
-from .images import PreparedImage, prepare_image
-from .images._sources import LocalFile
+from .images import DEFAULT_PDF_OPTIONS, PdfOptions, PreparedImage, prepare_image, prepare_pdf
+from .images._pdf import normalize_pages, pdf_page_count, select_pages
+from .images._sources import LocalFile, is_pdf
 from .wire import ChatReply
 
 __all__ = [
@@ -62,6 +65,7 @@ __all__ = [
     "DEFAULT_EXTRACT_PROMPT",
     "EMULATOR_BACKEND",
     "IMAGE_SUFFIXES",
+    "PDF_SUFFIXES",
     "SILICONCLOUD_BACKEND",
     "AsyncCaptionSender",
     "CaptionJob",
@@ -80,6 +84,7 @@ __all__ = [
     "image_identity",
     "iter_image_files",
     "load_done",
+    "pdf_pages",
     "read_image_file",
     "scrub_base64",
 ]
@@ -96,6 +101,9 @@ AsyncCaptionSender = Callable[..., Awaitable[ChatReply]]
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic"}
 )
+
+#: What a directory's PDFs are told by (``iter_image_files(..., pdfs=True)``).
+PDF_SUFFIXES = frozenset({".pdf"})
 
 DEFAULT_CAPTION_PROMPT = (
     "Describe this image in one to three sentences for a search index: the main subject, "
@@ -121,14 +129,14 @@ def _retryable_or_schema() -> tuple[type[BaseException], ...]:
 
 
 def iter_image_files(
-    paths: Iterable[str | os.PathLike[str]], *, recursive: bool = True
+    paths: Iterable[str | os.PathLike[str]], *, recursive: bool = True, pdfs: bool = False
 ) -> list[Path]:
     """The image files named by ``paths``, in a deterministic order, each once.
 
     A directory is expanded to the files in it whose suffix is in
-    :data:`IMAGE_SUFFIXES` (case-insensitive), sorted, descending into
-    sub-directories when ``recursive``; hidden files and directories (``.name``) are
-    skipped. A file named explicitly is kept whatever its suffix, in the order given
+    :data:`IMAGE_SUFFIXES` (case-insensitive; with ``pdfs``, ``.pdf`` too), sorted,
+    descending into sub-directories when ``recursive``; hidden files and directories
+    (``.name``) are skipped. A file named explicitly is kept whatever its suffix, in the order given
     (if it is not an image, captioning records the error). Duplicates (the same file
     reached twice) are dropped. A path that does not exist raises
     :class:`FileNotFoundError` naming it.
@@ -150,7 +158,8 @@ def iter_image_files(
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            for file in _image_files_in(path, recursive=recursive):
+            suffixes = IMAGE_SUFFIXES | PDF_SUFFIXES if pdfs else IMAGE_SUFFIXES
+            for file in _image_files_in(path, recursive=recursive, suffixes=suffixes):
                 add(file)
         elif path.is_file():
             add(path)
@@ -166,7 +175,7 @@ def _file_key(path: str | os.PathLike[str]) -> str:
     return os.path.normcase(os.path.realpath(path))
 
 
-def _image_files_in(directory: Path, *, recursive: bool) -> list[Path]:
+def _image_files_in(directory: Path, *, recursive: bool, suffixes: frozenset[str]) -> list[Path]:
     files: list[Path] = []
     for root, dirs, names in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
@@ -174,7 +183,7 @@ def _image_files_in(directory: Path, *, recursive: bool) -> list[Path]:
         files.extend(
             base / name
             for name in names
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+            if not name.startswith(".") and Path(name).suffix.lower() in suffixes
         )
     files.sort(key=lambda p: p.relative_to(directory).parts)
     return [f for f in files if f.is_file()]
@@ -230,9 +239,13 @@ def caption_key(
     prompt: str,
     detail: Detail,
     schema: Mapping[str, Any] | None = None,
+    page: int | None = None,
+    dpi: float | None = None,
 ) -> str:
     """The identity of one caption job: a SHA-256 of the image's :func:`image_identity`,
-    the model, the prompt as sent, the detail and the JSON schema (if any).
+    the model, the prompt as sent, the detail and the JSON schema (if any); for a page
+    of a PDF (``image`` is then the identity of the PDF's bytes), the page number and
+    the resolution it is read at (``dpi``).
 
     Two runs that would send the same request share the key; changing any of these
     changes it. It is the CLI's resumption key and the ``row_key`` of
@@ -241,9 +254,16 @@ def caption_key(
     >>> a = caption_key("sha256:00", model="m", prompt="Describe.", detail="low")
     >>> a == caption_key("sha256:00", model="m", prompt="Describe it.", detail="low")
     False
+    >>> p1 = caption_key("sha256:00", model="m", prompt="Describe.", detail="low", page=1)
+    >>> p1 == a, p1 == caption_key("sha256:00", model="m", prompt="Describe.", detail="low",
+    ...     page=2)
+    (False, False)
     """
+    fields: list[Any] = [_KEY_VERSION, image, model, prompt, detail, schema]
+    if page is not None:  # (an image's key stays what it was before pages existed)
+        fields.append({"page": page, "dpi": dpi})
     canonical = json.dumps(
-        [_KEY_VERSION, image, model, prompt, detail, schema],
+        fields,
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),
@@ -263,7 +283,9 @@ class CaptionRecord:
     Where it came from: ``backend`` (:func:`backend_label`), ``model``, ``prompt`` (as
     sent), ``detail`` and ``image_sha256`` (of the image's bytes as read); ``key`` is
     their :func:`caption_key`, which resumption matches (with ``backend``).
-    ``prompt_tokens``/``completion_tokens``: the usage of the answer.
+    ``prompt_tokens``/``completion_tokens``: the usage of the answer. ``page``: for a
+    page of a PDF (one record per page), its number (1 for the first); ``None`` for an
+    image (and for a PDF that could not be read at all).
 
     >>> record = CaptionRecord(path="a.png", caption="A red circle.", error=None,
     ...     model="m", mime_type="image/png", width=64, height=64, byte_size=310, attempts=1)
@@ -287,6 +309,7 @@ class CaptionRecord:
     key: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    page: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -477,12 +500,22 @@ class CaptionJob:
     max_backoff: float
     backend: str
     schema: CaptionSchema | None = None
+    pages: tuple[int, ...] | None = None
+    """The pages of each PDF to caption (``None``: every page, up to the cap)."""
+    pdf: PdfOptions = DEFAULT_PDF_OPTIONS
 
-    def key(self, image: str) -> str:
-        """The :func:`caption_key` of ``image`` (an :func:`image_identity`) in this job."""
+    def key(self, image: str, page: int | None = None) -> str:
+        """The :func:`caption_key` of ``image`` (an :func:`image_identity`) in this job;
+        with ``page``, of that page of the PDF ``image`` identifies."""
         schema = self.schema.json_schema if self.schema is not None else None
         return caption_key(
-            image, model=self.model, prompt=self.prompt, detail=self.detail, schema=schema
+            image,
+            model=self.model,
+            prompt=self.prompt,
+            detail=self.detail,
+            schema=schema,
+            page=page,
+            dpi=self.pdf.dpi if page is not None else None,
         )
 
 
@@ -508,12 +541,15 @@ def caption_job(
     max_attempts: int = 3,
     retry_backoff: float | None = None,
     backend: str | None = None,
+    pages: Iterable[int] | None = None,
 ) -> CaptionJob:
     """Resolve and check a batch's settings (raises before any request).
 
     ``prompt`` defaults to :data:`DEFAULT_CAPTION_PROMPT` (with ``schema``:
     :data:`DEFAULT_EXTRACT_PROMPT`); with ``schema`` the prompt sent also asks for JSON
     following it. ``backend`` defaults to :func:`backend_label` of the client.
+    ``pages``: the pages of each PDF to caption (default every page); the client's
+    ``pdf`` options render them.
     """
     if prompt is None:
         prompt = DEFAULT_CAPTION_PROMPT if schema is None else DEFAULT_EXTRACT_PROMPT
@@ -544,6 +580,8 @@ def caption_job(
         max_backoff=client.retry_max_delay,
         backend=backend if backend is not None else backend_label(client.base_url),
         schema=caption_schema,
+        pages=normalize_pages(pages),
+        pdf=client.pdf or DEFAULT_PDF_OPTIONS,
     )
 
 
@@ -574,12 +612,15 @@ def read_image_file(
 class ImageItem:
     """One image of a batch: ``source`` is what is prepared (bytes, an http(s) URL or
     a ``PIL.Image``), ``identity`` its :func:`image_identity`, ``label`` the name
-    records and errors show (a path, a URL, a row)."""
+    records and errors show (a path, a URL, a row). A page of a PDF has its ``page``
+    number and comes ``prepared`` (the PDF's identity is its own)."""
 
     label: str
     source: Any
     identity: str
     image_sha256: str | None = None
+    page: int | None = None
+    prepared: PreparedImage | None = None
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview, label: str) -> ImageItem:
@@ -600,6 +641,8 @@ class ImageItem:
 
 def _prepare(client: SiliconVisionClient, item: ImageItem, job: CaptionJob) -> PreparedImage:
     """The image ready to send (each image of a batch is prepared once: no cache)."""
+    if item.prepared is not None:
+        return item.prepared
     try:
         return prepare_image(
             item.source, model=client.spec(job.model), detail=job.detail, cache=None
@@ -620,7 +663,8 @@ def _base_record(item: ImageItem, job: CaptionJob) -> CaptionRecord:
         prompt=job.prompt,
         detail=job.detail,
         image_sha256=item.image_sha256,
-        key=job.key(item.identity),
+        key=job.key(item.identity, item.page),
+        page=item.page,
     )
 
 
@@ -662,6 +706,40 @@ def _answered(record: CaptionRecord, result: Any, attempts: int, job: CaptionJob
         prompt_tokens=usage.prompt_tokens if usage is not None else None,
         completion_tokens=usage.completion_tokens if usage is not None else None,
     )
+
+
+def pdf_pages(
+    client: SiliconVisionClient,
+    item: ImageItem,
+    job: CaptionJob,
+    done: Collection[str] = (),
+) -> list[ImageItem]:
+    """The pages of the PDF ``item`` still to caption, each rendered once (at the size
+    the model's server keeps for the job's detail, one image per request) and ready to
+    send: the job's ``pages`` (default every page, refused beyond the cap), less those
+    whose key is in ``done``. Raises :class:`ImageInputError` for a PDF that cannot be
+    read or that exceeds a cap."""
+    label = item.label
+    count = pdf_page_count(item.source, label)
+    wanted = select_pages(count, job.pages, job.pdf, label)
+    todo = [page for page in wanted if job.key(item.identity, page) not in done]
+    if not todo:
+        return []
+    document = prepare_pdf(
+        item.source,
+        model=client.spec(job.model),
+        detail=job.detail,
+        pages=todo,
+        image_count=1,  # one page per request
+        options=job.pdf,
+        cache=None,
+    )
+    return [
+        dataclasses.replace(
+            item, source=None, page=number, prepared=dataclasses.replace(page, source_label=label)
+        )
+        for number, page in zip(document.page_numbers, document.pages, strict=True)
+    ]
 
 
 def caption_item(
@@ -771,6 +849,101 @@ class _PathItem:
         return ImageItem.from_path(self.path, max_bytes=self.max_bytes)
 
 
+#: What one unit of batch work gives: a record, or the pages of a PDF to send (none:
+#: everything in it was already done).
+_Outcome = CaptionRecord | list[ImageItem]
+
+
+def _read_unit(
+    client: SiliconVisionClient, unit: _PathItem, job: CaptionJob, done: Collection[str]
+) -> ImageItem | _Outcome:
+    """A file read: its item to caption, or (a PDF) the pages to send, or its record."""
+    try:
+        item = unit()
+    except Exception as exc:
+        return _failed(None, unit, job, exc, 0)
+    if isinstance(item.source, (bytes, bytearray, memoryview)) and is_pdf(item.source):
+        try:
+            return pdf_pages(client, item, job, done)
+        except Exception as exc:
+            return _failed(_base_record(item, job), item, job, exc, 0)
+    if done and job.key(item.identity) in done:
+        return []
+    return item
+
+
+def _run_unit(
+    client: SiliconVisionClient,
+    unit: _PathItem | ImageItem,
+    job: CaptionJob,
+    send: CaptionSender | None,
+    done: Collection[str],
+) -> _Outcome:
+    if isinstance(unit, _PathItem):
+        read = _read_unit(client, unit, job, done)
+        if not isinstance(read, ImageItem):
+            return read
+        unit = read
+    return caption_item(client, unit, job, send)
+
+
+async def _arun_unit(
+    client: SiliconVisionClient,
+    unit: _PathItem | ImageItem,
+    job: CaptionJob,
+    send: AsyncCaptionSender | None,
+    done: Collection[str],
+) -> _Outcome:
+    if isinstance(unit, _PathItem):
+        # Reading, and rendering a PDF's pages, is file and CPU work: off the event loop.
+        read = await asyncio.to_thread(_read_unit, client, unit, job, done)
+        if not isinstance(read, ImageItem):
+            return read
+        unit = read
+    return await acaption_item(client, unit, job, send)
+
+
+class _Units:
+    """The work of a batch: the files, then each PDF's pages as it is read (sent next,
+    ahead of the remaining files); and, when ``ordered``, the records held back until
+    every record of the files before them is in (files in input order, pages in page
+    order)."""
+
+    def __init__(self, paths: list[Path], max_bytes: int, *, ordered: bool) -> None:
+        self.todo: collections.deque[tuple[_PathItem | ImageItem, int]] = collections.deque(
+            (_PathItem(path, max_bytes), slot) for slot, path in enumerate(paths)
+        )
+        self.ordered = ordered
+        self._expected: list[int | None] = [None] * len(paths)
+        self._held: list[list[CaptionRecord]] = [[] for _ in paths]
+        self._next = 0
+
+    def done(
+        self, slot: int, unit: _PathItem | ImageItem, outcome: _Outcome
+    ) -> list[CaptionRecord]:
+        """Take a unit's outcome; the records that may be yielded now."""
+        if isinstance(outcome, CaptionRecord):
+            if isinstance(unit, _PathItem):
+                self._expected[slot] = 1
+            records = [outcome]
+        else:  # a PDF's pages: sent next, in page order
+            self._expected[slot] = len(outcome)
+            self.todo.extendleft((page, slot) for page in reversed(outcome))
+            records = []
+        if not self.ordered:
+            return records
+        self._held[slot].extend(records)
+        ready: list[CaptionRecord] = []
+        while self._next < len(self._held):
+            held, expected = self._held[self._next], self._expected[self._next]
+            if expected is None or len(held) < expected:
+                break
+            ready.extend(sorted(held, key=lambda record: record.page or 0))
+            self._held[self._next] = []
+            self._next += 1
+        return ready
+
+
 def caption_images(
     client: SiliconVisionClient,
     paths: Sequence[str | os.PathLike[str]],
@@ -785,6 +958,9 @@ def caption_images(
     schema: Any = None,
     backend: str | None = None,
     send: CaptionSender | None = None,
+    pages: Iterable[int] | None = None,
+    done: Collection[str] = (),
+    ordered: bool = False,
 ) -> Iterator[CaptionRecord]:
     """Caption ``paths``, yielding one :class:`CaptionRecord` per image as each finishes.
 
@@ -793,7 +969,16 @@ def caption_images(
       closing the iterator early cancels what has not started.
     - Each file is captioned exactly once per call (however its path is spelled;
       the first spelling is the record's ``path``); records come in completion
-      order (input order when ``concurrency=1``).
+      order (input order when ``concurrency=1``, or with ``ordered=True``: files in
+      input order, a PDF's pages in page order, each yielded as soon as the records
+      before it are).
+    - A PDF (told by its bytes) is captioned page by page: one record per page, its
+      ``page`` set, each page rendered once at the size the model's server keeps and
+      sent in its own request (its pages share the ``concurrency``). ``pages`` selects
+      the pages of every PDF (default every page, up to the client's ``pdf`` cap); a
+      PDF that cannot be read or exceeds a cap is one record with ``error`` set.
+    - ``done``: :attr:`~CaptionRecord.key`\\ s already captioned (:func:`load_done`): the
+      images and PDF pages they name are skipped (no record).
     - ``model``/``detail`` default to the client's (then the catalog's) settings.
     - Failures never stop the batch: a bad image (:class:`ImageInputError`) or an
       API error becomes a record with ``error`` set. Rate limits (429), server
@@ -828,56 +1013,45 @@ def caption_images(
         max_attempts=max_attempts,
         retry_backoff=retry_backoff,
         backend=backend,
+        pages=pages,
     )
-    return _caption_iter(client, _unique(paths), job, concurrency, on_record, send)
-
-
-def _submit(
-    executor: concurrent.futures.ThreadPoolExecutor,
-    client: SiliconVisionClient,
-    path: Path,
-    job: CaptionJob,
-    send: CaptionSender | None,
-) -> concurrent.futures.Future[CaptionRecord]:
-    # In the caller's context: frameworks keep callbacks and trace spans in contextvars.
-    context = contextvars.copy_context()
-    item = _PathItem(path, client.max_file_bytes)
-    return executor.submit(context.run, caption_item, client, item, job, send)
+    units = _Units(_unique(paths), client.max_file_bytes, ordered=ordered)
+    return _caption_iter(client, units, job, concurrency, on_record, send, frozenset(done))
 
 
 def _caption_iter(
     client: SiliconVisionClient,
-    paths: list[Path],
+    units: _Units,
     job: CaptionJob,
     concurrency: int,
     on_record: Callable[[CaptionRecord], None] | None,
     send: CaptionSender | None,
+    done: Collection[str],
 ) -> Iterator[CaptionRecord]:
-    if not paths:
+    if not units.todo:
         return
     _ = client.openai  # a missing key fails here, once, not once per image
-    todo = iter(paths)
     executor = concurrent.futures.ThreadPoolExecutor(
-        max_workers=min(concurrency, len(paths)), thread_name_prefix="siliconvision-caption"
+        max_workers=min(concurrency, len(units.todo)), thread_name_prefix="siliconvision-caption"
     )
-    pending: set[concurrent.futures.Future[CaptionRecord]] = set()
+    pending: dict[concurrent.futures.Future[_Outcome], tuple[_PathItem | ImageItem, int]] = {}
     try:
-        for path in todo:
-            pending.add(_submit(executor, client, path, job, send))
-            if len(pending) >= concurrency:
-                break
-        while pending:
-            finished, pending = concurrent.futures.wait(
+        while units.todo or pending:
+            while units.todo and len(pending) < concurrency:
+                unit, slot = units.todo.popleft()
+                # In the caller's context: frameworks keep callbacks and spans in contextvars.
+                context = contextvars.copy_context()
+                future = executor.submit(context.run, _run_unit, client, unit, job, send, done)
+                pending[future] = (unit, slot)
+            finished, _ = concurrent.futures.wait(
                 pending, return_when=concurrent.futures.FIRST_COMPLETED
             )
             for future in finished:
-                next_path = next(todo, None)
-                if next_path is not None:
-                    pending.add(_submit(executor, client, next_path, job, send))
-                record = future.result()
-                if on_record is not None:
-                    on_record(record)
-                yield record
+                unit, slot = pending.pop(future)
+                for record in units.done(slot, unit, future.result()):
+                    if on_record is not None:
+                        on_record(record)
+                    yield record
     finally:
         for future in pending:
             future.cancel()
@@ -899,12 +1073,15 @@ def acaption_images(
     schema: Any = None,
     backend: str | None = None,
     send: AsyncCaptionSender | None = None,
+    pages: Iterable[int] | None = None,
+    done: Collection[str] = (),
+    ordered: bool = False,
 ) -> AsyncIterator[CaptionRecord]:
     """The async twin of :func:`caption_images` (same arguments, same guarantees).
 
     Uses the client's async methods; at most ``concurrency`` images are in flight
-    (guarded by an ``asyncio.Semaphore``); closing the iterator (``aclose()`` or
-    leaving an ``async for`` early) cancels the images still in flight.
+    (a window of that many tasks); closing the iterator (``aclose()`` or leaving an
+    ``async for`` early) cancels the images still in flight.
 
     >>> async for record in acaption_images(client, files, concurrency=8):  # doctest: +SKIP
     ...     print(record.path, record.ok)
@@ -919,47 +1096,40 @@ def acaption_images(
         max_attempts=max_attempts,
         retry_backoff=retry_backoff,
         backend=backend,
+        pages=pages,
     )
-    return _acaption_iter(client, _unique(paths), job, concurrency, on_record, send)
+    units = _Units(_unique(paths), client.max_file_bytes, ordered=ordered)
+    return _acaption_iter(client, units, job, concurrency, on_record, send, frozenset(done))
 
 
 async def _acaption_iter(
     client: SiliconVisionClient,
-    paths: list[Path],
+    units: _Units,
     job: CaptionJob,
     concurrency: int,
     on_record: Callable[[CaptionRecord], None] | None,
     send: AsyncCaptionSender | None,
+    done: Collection[str],
 ) -> AsyncIterator[CaptionRecord]:
-    if not paths:
+    if not units.todo:
         return
     _ = client.async_openai  # a missing key fails here, once
-    semaphore = asyncio.Semaphore(concurrency)
-
-    async def guarded(path: Path) -> CaptionRecord:
-        async with semaphore:
-            item = _PathItem(path, client.max_file_bytes)
-            return await acaption_item(client, item, job, send)
-
-    todo = iter(paths)
     # A window of `concurrency` tasks: later images are not even scheduled until a
     # slot frees up, so a huge batch never creates a huge number of tasks.
-    pending: set[asyncio.Task[CaptionRecord]] = set()
+    pending: dict[asyncio.Task[_Outcome], tuple[_PathItem | ImageItem, int]] = {}
     try:
-        for path in todo:
-            pending.add(asyncio.ensure_future(guarded(path)))
-            if len(pending) >= concurrency:
-                break
-        while pending:
-            finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        while units.todo or pending:
+            while units.todo and len(pending) < concurrency:
+                unit, slot = units.todo.popleft()
+                task = asyncio.ensure_future(_arun_unit(client, unit, job, send, done))
+                pending[task] = (unit, slot)
+            finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
-                next_path = next(todo, None)
-                if next_path is not None:
-                    pending.add(asyncio.ensure_future(guarded(next_path)))
-                record = task.result()
-                if on_record is not None:
-                    on_record(record)
-                yield record
+                unit, slot = pending.pop(task)
+                for record in units.done(slot, unit, task.result()):
+                    if on_record is not None:
+                        on_record(record)
+                    yield record
     finally:
         for task in pending:
             task.cancel()

@@ -1,9 +1,9 @@
 """The ``siliconvision`` command line.
 
-    siliconvision ask IMAGE... -q QUESTION [--model M] [--detail low|high|auto]
-                      [--image-order auto|images_first|preserve] [--stream]
+    siliconvision ask IMAGE_OR_PDF... -q QUESTION [--model M] [--detail low|high|auto]
+                      [--image-order auto|images_first|preserve] [--stream] [--pages 1-3,5]
     siliconvision caption DIR_OR_FILES... --out FILE.jsonl [--model M] [--detail D]
-                      [--concurrency N] [--prompt TEXT] [--max-attempts N]
+                      [--pages 1-3,5] [--concurrency N] [--prompt TEXT] [--max-attempts N]
                       [--rpm N] [--tpm N] [--emulator]
                       [--max-retries N] [--retry-delay S] [--retry-max-delay S]
     siliconvision emulator [--port N] [--host 127.0.0.1]
@@ -17,6 +17,11 @@ emulator and says so on stderr; ``caption`` refuses (exit 2) unless ``--emulator
 given, so emulator output is never written into a captions file as if it were real.
 Caption records say which backend wrote them, and a rerun skips an image only when
 a record of the same backend, model, prompt, detail and image bytes is in ``--out``.
+
+PDFs (told by their bytes) are sent as their pages' images, each page rendered once at
+the size the model's server keeps: ``ask`` sends every page (or ``--pages``) in one
+request; ``caption`` writes one record per page (``page`` in the record), also for the
+PDFs in the directories it searches, and resumes page by page.
 
 Exit codes: 0 success; 1 an API or network error (or, for ``caption``, at least one
 image failed); 2 bad input (missing image, not an image, bad option); 130 interrupted.
@@ -38,6 +43,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -67,8 +73,11 @@ from .client import (
     SiliconVisionClient,
     resolve_api_key,
 )
+from .content import Pdf
 from .errors import ContentError, ImageInputError, SiliconVisionError
-from .images import is_data_uri, is_image_url
+from .images import is_data_uri, is_image_url, is_pdf
+from .images._pdf import normalize_pages, pdf_page_count, select_pages
+from .images._sources import LocalFile
 from .ratelimit import RateLimits
 from .wire import ParameterError
 
@@ -105,6 +114,33 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
+
+
+def _pages(text: str) -> tuple[int, ...]:
+    """``--pages``: page numbers and ranges, ``1-3,5`` (1 is the first page)."""
+    pages: list[int] = []
+    for piece in text.replace(" ", "").split(","):
+        first, dash, last = piece.partition("-")
+        try:
+            low = int(first)
+            high = int(last) if dash else low
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a page list such as 1-3,5 (1 is the first page)"
+            ) from None
+        if low < 1 or high < low:
+            raise argparse.ArgumentTypeError(
+                f"{piece!r}: pages count from 1, and a range goes up (1-3)"
+            )
+        if high - low >= 100_000:
+            raise argparse.ArgumentTypeError(f"{piece!r}: too many pages")
+        pages.extend(range(low, high + 1))
+    try:
+        selected = normalize_pages(pages)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    assert selected is not None
+    return selected
 
 
 def _seconds(text: str) -> float:
@@ -149,12 +185,20 @@ def _build_parser() -> _Parser:
             "mean low-resolution mode on SiliconCloud)",
         )
 
+    pages_help = (
+        "the pages of each PDF to send, e.g. 1-3,5 (1 is the first page; default: every "
+        "page, up to 100)"
+    )
     ask = commands.add_parser(
         "ask",
-        help="ask a question about one or more images",
-        description="Ask one question about one or more images (local paths or http(s) URLs).",
+        help="ask a question about one or more images or PDFs",
+        description="Ask one question about one or more images or PDFs (local paths or "
+        "http(s) URLs); a PDF is sent as its pages' images.",
     )
-    ask.add_argument("images", nargs="+", metavar="IMAGE", help="image path or http(s) URL")
+    ask.add_argument(
+        "images", nargs="+", metavar="IMAGE_OR_PDF", help="image or PDF path, or http(s) URL"
+    )
+    ask.add_argument("--pages", type=_pages, default=None, help=pages_help)
     ask.add_argument("-q", "--question", required=True, help="the question to ask")
     add_model_options(ask)
     ask.add_argument(
@@ -176,15 +220,17 @@ def _build_parser() -> _Parser:
     caption = commands.add_parser(
         "caption",
         help="caption many images into a JSONL file (resumable)",
-        description="Caption images (directories are searched recursively) into a JSONL "
-        "file, one line per image. Images already captioned in --out with the same model, "
-        "prompt, detail and backend (and the same bytes) are skipped, so rerunning the same "
-        "command resumes an interrupted run and retries failed images. Needs "
-        "SILICONFLOW_API_KEY, or --emulator to try it offline.",
+        description="Caption images and PDF pages (directories are searched recursively, "
+        "PDFs included) into a JSONL file, one line per image or page. Images and pages "
+        "already captioned in --out with the same model, prompt, detail and backend (and "
+        "the same bytes) are skipped, so rerunning the same command resumes an interrupted "
+        "run and retries failed ones. Needs SILICONFLOW_API_KEY, or --emulator to try it "
+        "offline.",
     )
     caption.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
     caption.add_argument("--out", required=True, type=Path, metavar="FILE.jsonl")
     add_model_options(caption)
+    caption.add_argument("--pages", type=_pages, default=None, help=pages_help)
     caption.add_argument(
         "--concurrency", type=_positive_int, default=4, help="requests in flight (default 4)"
     )
@@ -335,11 +381,16 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {}
     if args.max_tokens is not None:
         params["max_tokens"] = args.max_tokens
+    sources: list[Any] = list(images)
+    if args.pages is not None:
+        sources = [_with_pages(image, args.pages) for image in images]
+        if not any(isinstance(source, Pdf) for source in sources):
+            raise _InputError("--pages selects pages of PDFs, and no PDF was given")
     out = _out()
     with _connect(
         model=args.model, detail=args.detail, image_order=args.image_order, emulator=args.emulator
     ) as client:
-        messages = client.ask_messages(images, args.question)
+        messages = client.ask_messages(sources, args.question)
         if not args.stream:
             result = client.chat(messages, **params)
             out.write(result.content.rstrip("\n") + "\n")
@@ -356,6 +407,22 @@ def _cmd_ask(args: argparse.Namespace) -> int:
                 out.write("\n")
             out.flush()
     return 0
+
+
+def _is_pdf_file(path: str | os.PathLike[str]) -> bool:
+    """Whether a local file is a PDF, told by its first bytes (read under the file policy;
+    a file that cannot be read is left to be refused where it is sent)."""
+    try:
+        return is_pdf(LocalFile(os.fspath(path)).head(5))
+    except ImageInputError:
+        return False
+
+
+def _with_pages(image: str, pages: tuple[int, ...]) -> Any:
+    """``ask``'s ``--pages``: a local PDF as a :class:`~siliconvision.Pdf` of those pages."""
+    if is_image_url(image) or is_data_uri(image) or not _is_pdf_file(image):
+        return image
+    return Pdf(Path(image), pages=pages)
 
 
 # --------------------------------------------------------------------------- caption
@@ -410,22 +477,57 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
-def _not_done(files: Sequence[Path], job: CaptionJob, out_path: Path) -> list[Path]:
-    """The files without a record of the same :func:`~siliconvision.captions.caption_key`
-    and backend in ``out_path`` (each file is read and hashed; one that cannot be read
-    is left to the captioning, which records why)."""
-    done = load_done(out_path, backend=job.backend)
-    if not done:
-        return list(files)
+@dataclass(frozen=True)
+class _Plan:
+    """What a caption run has to do: the files to read, the records they will make,
+    the records already in ``--out`` (skipped) and the keys of those."""
+
+    todo: list[Path]
+    records: int
+    skipped: int
+    done: frozenset[str]
+    pdfs: int
+
+
+def _plan(files: Sequence[Path], job: CaptionJob, out_path: Path) -> _Plan:
+    """The files with something left to caption: without a record of the same
+    :func:`~siliconvision.captions.caption_key` and backend in ``out_path``, and for a
+    PDF (told by its bytes), the pages without one. An image is read and hashed only
+    when there are records to compare with; a PDF is read, hashed and its pages
+    counted. A file that cannot be read is left to the captioning, which records why."""
+    done = frozenset(load_done(out_path, backend=job.backend))
     todo: list[Path] = []
+    records = skipped = pdfs = 0
     for file in files:
-        try:
-            key = job.key(image_identity(read_image_file(file)))
-        except ImageInputError:
-            key = None
-        if key not in done:
+        if _is_pdf_file(file):
+            pdfs += 1
+            try:
+                data = read_image_file(file)
+                identity = image_identity(data)
+                count = pdf_page_count(data, str(file))
+                wanted = select_pages(count, job.pages, job.pdf, str(file))
+            except ImageInputError:  # recorded as one failure when it is captioned
+                todo.append(file)
+                records += 1
+                continue
+            left = sum(1 for page in wanted if job.key(identity, page) not in done)
+            skipped += len(wanted) - left
+            if left:
+                todo.append(file)
+                records += left
+            continue
+        key = None
+        if done:
+            try:
+                key = job.key(image_identity(read_image_file(file)))
+            except ImageInputError:
+                key = None
+        if key is not None and key in done:
+            skipped += 1
+        else:
             todo.append(file)
-    return todo
+            records += 1
+    return _Plan(todo, records, skipped, done, pdfs)
 
 
 def _open_for_append(path: Path) -> IO[str]:
@@ -460,11 +562,11 @@ def _cmd_caption(args: argparse.Namespace) -> int:
             f"(see `{PROG} models`)"
         )
     try:
-        files = iter_image_files(args.paths, recursive=not args.no_recursive)
+        files = iter_image_files(args.paths, recursive=not args.no_recursive, pdfs=True)
     except FileNotFoundError as exc:
         raise _InputError(str(exc)) from None
     if not files:
-        raise _InputError(f"no images found in {', '.join(args.paths)}")
+        raise _InputError(f"no images or PDFs found in {', '.join(args.paths)}")
     if not args.emulator and resolve_api_key() is None:
         raise _InputError(
             f"no {' or '.join(API_KEY_ENV_VARS)} set: caption needs SiliconCloud; set "
@@ -492,39 +594,43 @@ def _cmd_caption(args: argparse.Namespace) -> int:
             prompt=args.prompt,
             max_attempts=args.max_attempts,
             backend=EMULATOR_BACKEND if args.emulator else None,
+            pages=args.pages,
         )
-        todo = _not_done(files, job, out_path)
-        return _caption_into(client, job, files, todo, out_path, args)
+        return _caption_into(client, job, files, _plan(files, job, out_path), out_path, args)
 
 
 def _caption_into(
     client: SiliconVisionClient,
     job: CaptionJob,
     files: Sequence[Path],
-    todo: Sequence[Path],
+    plan: _Plan,
     out_path: Path,
     args: argparse.Namespace,
 ) -> int:
-    skipped = len(files) - len(todo)
-    if not todo:
-        _err(f"all {len(files)} images are already captioned in {out_path}; nothing to do")
+    skipped = plan.skipped
+    what = "image(s) and PDF page(s)" if plan.pdfs else "image(s)"
+    if not plan.todo:
+        everything = f"{skipped} images and pages" if plan.pdfs else f"{len(files)} images"
+        _err(f"all {everything} are already captioned in {out_path}; nothing to do")
         return 0
     limits = client.rate_limits
     _err(
-        f"captioning {len(todo)} image(s) with {args.model}, concurrency {args.concurrency}"
+        f"captioning {plan.records} {what} with {args.model}, concurrency {args.concurrency}"
         + (f", within {_limits_text(limits)}" if isinstance(limits, RateLimits) else "")
         + (f" ({skipped} already captioned in {out_path})" if skipped else "")
     )
     failures: list[CaptionRecord] = []
-    progress = _Progress(len(todo), sys.stderr)
+    progress = _Progress(plan.records, sys.stderr)
     with _open_for_append(out_path) as out:
         records = caption_images(
             client,
-            todo,
+            plan.todo,
             prompt=job.prompt,
             concurrency=args.concurrency,
             max_attempts=job.max_attempts,
             backend=job.backend,
+            pages=job.pages,
+            done=plan.done,
         )
         progress.start()
         try:
@@ -537,7 +643,7 @@ def _caption_into(
         except KeyboardInterrupt:
             progress.finish()
             _err(
-                f"interrupted after {progress.done} of {len(todo)} image(s); progress is "
+                f"interrupted after {progress.done} of {plan.records} {what}; progress is "
                 f"saved in {out_path}: rerun the same command to resume"
             )
             return 130
@@ -552,7 +658,8 @@ def _caption_into(
         + f"; output: {out_path}"
     )
     for record in failures[:10]:
-        _err(f"  failed: {record.path}: {record.error}")
+        page = f" page {record.page}" if record.page is not None else ""
+        _err(f"  failed: {record.path}{page}: {record.error}")
     if len(failures) > 10:
         _err(f"  ... and {len(failures) - 10} more (see {out_path})")
     if failures:

@@ -30,10 +30,17 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from .catalog import Detail, ImageOrder, ModelSpec, get_model_spec
-from .content import Image, prepare_messages
+from .content import Image, Pdf, prepare_messages
 from .errors import TRACE_HEADER, SiliconVisionError
 from .guards import DEFAULT_MAX_FILE_BYTES
-from .images import DEFAULT_CACHE, ImageCache, is_data_uri, is_image_source, is_image_url
+from .images import (
+    DEFAULT_CACHE,
+    ImageCache,
+    PdfOptions,
+    is_data_uri,
+    is_image_source,
+    is_image_url,
+)
 from .wire import (
     ChatResult,
     StreamAccumulator,
@@ -364,7 +371,9 @@ class SiliconVisionClient:
     off by default; ``allow_private_urls=True`` lifts the guard's address checks, for
     trusted URLs only), ``rate_limits`` (a :class:`~siliconvision.ratelimit.RateLimits`
     shared by every chat request sent with it: each attempt waits for its reservation,
-    see :mod:`siliconvision.ratelimit`).
+    see :mod:`siliconvision.ratelimit`), ``pdf`` (a
+    :class:`~siliconvision.images.PdfOptions`: how PDF pages are rendered, and the caps
+    that bound a document; PDFs in messages are sent as one image per page).
 
     Local files: paths the program passes itself (``Path``, :class:`Image`, the
     ``images`` of :meth:`ask`) are read; a local path or ``file:`` URL in the ``url``
@@ -397,6 +406,7 @@ class SiliconVisionClient:
         http_client: Any = None,
         http_async_client: Any = None,
         rate_limits: RateLimiter | None = None,
+        pdf: PdfOptions | None = None,
     ) -> None:
         self._api_key = resolve_api_key(api_key)
         self.base_url = resolve_base_url(base_url)
@@ -419,6 +429,9 @@ class SiliconVisionClient:
         self.allowed_dirs: tuple[str | os.PathLike[str], ...] = tuple(allowed_dirs or ())
         self.max_file_bytes = max_file_bytes
         self.allow_private_urls = allow_private_urls
+        if pdf is not None and not isinstance(pdf, PdfOptions):
+            raise TypeError(f"pdf must be a siliconvision.images.PdfOptions, got {pdf!r}")
+        self.pdf = pdf
         self._default_headers = dict(default_headers or {})
         self._http_client = http_client
         self._http_async_client = http_async_client
@@ -535,6 +548,7 @@ class SiliconVisionClient:
             allowed_dirs=self.allowed_dirs,
             max_file_bytes=self.max_file_bytes,
             allow_private_urls=self.allow_private_urls,
+            pdf=self.pdf,
         )
 
     def build_request(
@@ -604,8 +618,13 @@ class SiliconVisionClient:
 
     def ask_messages(self, images: Sequence[Any] | Any, question: str) -> list[dict[str, Any]]:
         """One user message: ``images`` then ``question``. Here a ``str`` image is a path
-        or an http(s)/data URL, never text."""
-        if isinstance(images, Image) or is_image_source(images) or not isinstance(images, Sequence):
+        or an http(s)/data URL, never text; a PDF (a path, :class:`~siliconvision.Pdf`)
+        is sent as its pages."""
+        if (
+            isinstance(images, (Image, Pdf))
+            or is_image_source(images)
+            or not isinstance(images, Sequence)
+        ):
             images = [images]
         return [{"role": "user", "content": [*(_image_item(image) for image in images), question]}]
 

@@ -25,12 +25,13 @@ explicitly on the wire.
 
 from __future__ import annotations
 
+import dataclasses
 import mimetypes
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeAlias, cast
+from typing import Any, TypeAlias, TypeVar, cast
 
 from ._datauri import data_uri
 from .catalog import (
@@ -46,17 +47,23 @@ from .errors import ContentError, ImageInputError
 from .guards import DEFAULT_MAX_FILE_BYTES, LocalFileError, message_url_source, read_local_file
 from .images import (
     DEFAULT_CACHE,
+    DEFAULT_PDF_OPTIONS,
+    Base64Image,
     ImageCache,
     ImageSource,
+    PdfOptions,
     is_data_uri,
     is_image_source,
     is_image_url,
-    prepare_image,
+    prepare_pages,
 )
+from .images._pdf import normalize_pages
+from .tokens import image_count_key
 
 __all__ = [
     "ContentItem",
     "Image",
+    "Pdf",
     "Video",
     "build_content",
     "count_images",
@@ -65,6 +72,7 @@ __all__ = [
 ]
 
 _MEDIA_TYPES = ("image_url", "video_url")
+_FILE_TYPE = "file"
 _VIDEO_MIME = {".mp4": "video/mp4", ".webm": "video/webm", ".mov": "video/quicktime"}
 
 
@@ -77,6 +85,31 @@ class Image:
 
     source: ImageSource
     detail: Detail | None = None
+
+
+@dataclass(frozen=True)
+class Pdf:
+    """A PDF document: each selected page is sent as one image, in page order, rendered
+    at the size the model's server keeps for ``detail`` (see
+    :func:`siliconvision.images.prepare_pdf`).
+
+    ``source``: a path, bytes, a binary file, a ``data:application/pdf;base64,`` URI,
+    a :class:`~siliconvision.images.Base64Image`, or an http(s) URL (fetched only with
+    ``fetch_urls=True``: the server takes images, not PDFs). ``pages``: page numbers, 1
+    for the first (default: every page, up to ``PdfOptions.max_pages``). A PDF given as
+    a plain image source (a ``Path``, bytes, an :class:`Image`) is sent the same way,
+    every page; ``Pdf`` adds the page selection and refuses anything but a PDF.
+
+    >>> Pdf("invoice.pdf", pages=[2, 1])
+    Pdf(source='invoice.pdf', pages=(1, 2), detail=None)
+    """
+
+    source: ImageSource
+    pages: Sequence[int] | None = None
+    detail: Detail | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pages", normalize_pages(self.pages))
 
 
 @dataclass(frozen=True)
@@ -96,7 +129,7 @@ class Video:
     fps: float | None = None
 
 
-ContentItem: TypeAlias = "str | Image | Video | ImageSource | Mapping[str, Any]"
+ContentItem: TypeAlias = "str | Image | Pdf | Video | ImageSource | Mapping[str, Any]"
 
 AllowedDirs: TypeAlias = "Sequence[str | os.PathLike[str]] | None"
 """Directories whose files message content may name (``None``/empty: none)."""
@@ -104,8 +137,8 @@ AllowedDirs: TypeAlias = "Sequence[str | os.PathLike[str]] | None"
 
 def _is_one_item(value: object) -> bool:
     """Whether :func:`build_content` takes ``value`` as one item, not a sequence of them:
-    text, a part dict, an :class:`Image`/:class:`Video`, or any image source."""
-    return isinstance(value, (Mapping, Image, Video)) or is_image_source(value)
+    text, a part dict, an :class:`Image`/:class:`Pdf`/:class:`Video`, or any image source."""
+    return isinstance(value, (Mapping, Image, Pdf, Video)) or is_image_source(value)
 
 
 def resolve_detail(
@@ -132,21 +165,23 @@ def _check_image_order(image_order: str) -> None:
 
 
 def _is_media_item(item: object) -> bool:
-    if isinstance(item, (Image, Video)):
+    if isinstance(item, (Image, Pdf, Video)):
         return True
     if isinstance(item, Mapping):
-        return item.get("type") in _MEDIA_TYPES
+        return item.get("type") in (*_MEDIA_TYPES, _FILE_TYPE)
     return is_image_source(item) and not isinstance(item, str)  # a str item is text
 
 
 def _is_image_item(item: object) -> bool:
     if isinstance(item, Mapping):
-        return item.get("type") == "image_url"
+        return item.get("type") in ("image_url", _FILE_TYPE)
     return _is_media_item(item) and not isinstance(item, Video)
 
 
 def count_images(items: Iterable[object]) -> int:
-    """How many of ``items`` are images (the count some token rules depend on)."""
+    """How many of ``items`` are images (the count some token rules depend on); a PDF
+    counts as one here (its pages are counted once it is read, see
+    :func:`build_content`)."""
     return sum(1 for item in items if _is_image_item(item))
 
 
@@ -276,11 +311,24 @@ class _Settings:
     allowed_dirs: tuple[str | os.PathLike[str], ...] = ()
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     allow_private_urls: bool = False
+    pdf: PdfOptions = DEFAULT_PDF_OPTIONS
+    count_given: bool = False
+    """``image_count`` is the request's real count (given, or found in a first pass);
+    otherwise it counted each PDF as one image."""
+    counts_used: set[int] = field(default_factory=set, compare=False)
+    """The image counts the images of this pass were sized for."""
 
 
-def _image_part(
-    source: ImageSource, own_detail: str | None, settings: _Settings, where: str
-) -> dict[str, Any]:
+def _image_parts(
+    source: ImageSource,
+    own_detail: str | None,
+    settings: _Settings,
+    where: str,
+    *,
+    pages: Sequence[int] | None = None,
+    only_pdf: bool = False,
+) -> list[dict[str, Any]]:
+    """The parts of one image source: one image, or a PDF's selected pages."""
     spec = settings.spec
     if not spec.vision:
         raise ContentError(
@@ -290,62 +338,119 @@ def _image_part(
     detail = resolve_detail(
         own_detail, settings.detail, settings.default_detail, spec=spec, where=f"{where} detail"
     )
-    return prepare_image(
+    prepared = prepare_pages(
         source,
         model=spec,
         detail=detail,
         image_count=settings.image_count,
+        pages=pages,
+        options=settings.pdf,
+        only_pdf=only_pdf,
+        count_pages=not settings.count_given,
         fetch_urls=settings.fetch_urls,
         cache=settings.cache,
         allow_private_urls=settings.allow_private_urls,
         max_file_bytes=settings.max_file_bytes,
-    ).to_part()
+    )
+    extra = 0 if settings.count_given else len(prepared) - 1
+    settings.counts_used.add(settings.image_count + extra)
+    return [image.to_part() for image in prepared]
 
 
-def _message_image_part(
-    url: str, own_detail: str | None, settings: _Settings, where: str
-) -> dict[str, Any]:
-    """An ``image_url`` part written in message content: its url goes through the
-    message policy (http(s) and data: as they are; local files only in allowed_dirs)."""
+def _message_image_parts(
+    url: str,
+    own_detail: str | None,
+    settings: _Settings,
+    where: str,
+    *,
+    field_name: str = "image url",
+    pages: Sequence[int] | None = None,
+    only_pdf: bool = False,
+) -> list[dict[str, Any]]:
+    """An ``image_url`` (or ``file``) part written in message content: its url goes
+    through the message policy (http(s) and data: as they are; local files only in
+    allowed_dirs)."""
     found = message_url_source(
         url,
-        field=f"{where}: image url",
+        field=f"{where}: {field_name}",
         allowed_dirs=settings.allowed_dirs,
         max_bytes=settings.max_file_bytes,
     )
-    if isinstance(found, str):
-        return _image_part(found, own_detail, settings, where)
+    source: ImageSource = found if isinstance(found, str) else found.data
     try:
-        return _image_part(found.data, own_detail, settings, where)
+        return _image_parts(source, own_detail, settings, where, pages=pages, only_pdf=only_pdf)
     except ImageInputError as exc:  # name the file, not "<bytes of N bytes>"
-        raise ImageInputError(str(found.path), exc.reason) from None
+        if isinstance(found, str):
+            raise
+        raise ImageInputError(str(found.path), exc.reason, kind=exc.kind) from None
 
 
-def _convert_item(item: object, settings: _Settings, where: str) -> dict[str, Any]:
+def _file_parts(part: Mapping[str, Any], settings: _Settings, where: str) -> list[dict[str, Any]]:
+    """A ``{"type": "file", "file": {...}}`` part (OpenAI's form): a PDF whose pages are
+    sent as images. ``file_data`` is a data URI or base64; ``url`` (an extension) follows
+    the message policy (http(s) fetched only with ``fetch_urls``, local files only inside
+    ``allowed_dirs``); ``pages`` and ``detail`` select and size the pages."""
+    body = part.get("file")
+    if not isinstance(body, Mapping):
+        raise ContentError(f"{where}: file part needs a 'file' object")
+    if body.get("file_id") is not None and body.get("file_data") is None:
+        raise ContentError(
+            f"{where}: a file given by file_id ({body['file_id']!r}) cannot be sent: "
+            "SiliconCloud has no files API; pass its bytes as file_data"
+        )
+    try:
+        pages = normalize_pages(body.get("pages"))
+    except ValueError as exc:
+        raise ContentError(f"{where}: {exc}") from None
+    detail = body.get("detail")
+    data, url = body.get("file_data"), body.get("url")
+    if isinstance(data, str) and data:
+        if is_data_uri(data):
+            return _message_image_parts(
+                data, detail, settings, where, field_name="file_data", pages=pages, only_pdf=True
+            )
+        return _image_parts(
+            Base64Image(data, None), detail, settings, where, pages=pages, only_pdf=True
+        )
+    if isinstance(url, str) and url:
+        return _message_image_parts(
+            url, detail, settings, where, field_name="file url", pages=pages, only_pdf=True
+        )
+    raise ContentError(f"{where}: file part needs file.file_data (or file.url) as a string")
+
+
+def _convert_item(item: object, settings: _Settings, where: str) -> list[dict[str, Any]]:
     if isinstance(item, str):
-        return _text_part(item, where)
+        return [_text_part(item, where)]
     if isinstance(item, Image):
-        return _image_part(item.source, item.detail, settings, where)
+        return _image_parts(item.source, item.detail, settings, where)
+    if isinstance(item, Pdf):
+        return _image_parts(
+            item.source, item.detail, settings, where, pages=item.pages, only_pdf=True
+        )
     if isinstance(item, Video):
-        return _video_item(item, settings, where, from_message=False)
+        return [_video_item(item, settings, where, from_message=False)]
     if isinstance(item, Mapping):
         kind = item.get("type")
         if kind == "text":
-            return _text_part(item.get("text"), where)
+            return [_text_part(item.get("text"), where)]
         if kind == "image_url":
             url, own_detail = _image_url_fields(item, where)
-            return _message_image_part(url, own_detail, settings, where)
+            return _message_image_parts(url, own_detail, settings, where)
         if kind == "video_url":
-            return _video_item(_video_from_part(item, where), settings, where, from_message=True)
+            return [_video_item(_video_from_part(item, where), settings, where, from_message=True)]
+        if kind == _FILE_TYPE:
+            return _file_parts(item, settings, where)
         raise ContentError(
             f"{where}: content part type {kind!r} is not supported by SiliconCloud chat "
-            "(supported: text, image_url, video_url)"
+            "(supported: text, image_url, video_url, and file for PDFs)"
         )
     if is_image_source(item):
-        return _image_part(item, None, settings, where)
+        return _image_parts(item, None, settings, where)
     raise ContentError(
         f"{where}: cannot send an item of type {type(item).__name__}; pass text (str), "
-        "an image (Path, bytes, a binary file, PIL image, siliconvision.Image) or a part dict"
+        "an image (Path, bytes, a binary file, PIL image, siliconvision.Image), a PDF "
+        "(siliconvision.Pdf) or a part dict"
     )
 
 
@@ -379,6 +484,7 @@ def build_content(
     allowed_dirs: AllowedDirs = None,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     allow_private_urls: bool = False,
+    pdf: PdfOptions | None = None,
 ) -> list[dict[str, Any]]:
     """The ordered ``content`` parts of one user message.
 
@@ -388,8 +494,15 @@ def build_content(
     or ``{"type":"image_url",...}`` dicts: data URIs are downsized, http(s) URLs pass
     through), :class:`Video`, ``{"type":"text"|"video_url"}`` dicts. A plain ``str``
     is always text: wrap paths in ``Path`` or :class:`Image`. ``image_count``
-    (default: the images in ``items``) is the number of images in the whole request,
-    which some servers' sizing depends on.
+    (default: the images in ``items``, each page of a PDF one) is the number of images
+    in the whole request, which some servers' sizing depends on.
+
+    PDFs (:class:`Pdf`, any image source whose bytes are a PDF, or a
+    ``{"type": "file", "file": {"file_data": "data:application/pdf;base64,..."}}``
+    part): each selected page becomes one ``image_url`` part, in page order, rendered
+    once at the size the model's server keeps for its ``detail``; ``pdf``
+    (:class:`~siliconvision.images.PdfOptions`) sets the reference resolution and the
+    caps (pages, pixels, time) that refuse a document before anything is sent.
 
     Local files: a ``Path``, :class:`Image` or :class:`Video` item is the program's
     own choice and is read (a regular file of at most ``max_file_bytes``). The
@@ -405,22 +518,51 @@ def build_content(
     item_list: list[object] = (
         [items] if _is_one_item(items) else list(cast(Iterable[object], items))
     )
-    return _build_parts(
-        item_list,
-        _settings(
-            spec,
-            detail=detail,
-            default_detail=default_detail,
-            image_count=image_count if image_count is not None else count_images(item_list),
-            fetch_urls=fetch_urls,
-            cache=cache,
-            allowed_dirs=allowed_dirs,
-            max_file_bytes=max_file_bytes,
-            allow_private_urls=allow_private_urls,
-        ),
-        image_order,
-        prefix="",
+    settings = _settings(
+        spec,
+        detail=detail,
+        default_detail=default_detail,
+        image_count=image_count if image_count is not None else count_images(item_list),
+        fetch_urls=fetch_urls,
+        cache=cache,
+        allowed_dirs=allowed_dirs,
+        max_file_bytes=max_file_bytes,
+        allow_private_urls=allow_private_urls,
+        pdf=pdf,
+        count_given=image_count is not None,
     )
+    return _until_counted(
+        settings,
+        lambda settings: _build_parts(item_list, settings, image_order, prefix=""),
+        lambda parts: _count_parts(parts),
+    )
+
+
+_Built = TypeVar("_Built")
+
+
+def _until_counted(
+    settings: _Settings,
+    build: Callable[[_Settings], _Built],
+    count: Callable[[_Built], int],
+) -> _Built:
+    """``build(settings)``, built again with the request's real image count when a PDF
+    made it differ from the one the images were sized for, in a way the model's rule
+    sees (DeepSeek-VL2 sizes images differently beyond two)."""
+    built = build(settings)
+    if settings.count_given:
+        return built
+    real = count(built)
+    spec = settings.spec
+    wanted = image_count_key(spec, real)
+    if all(image_count_key(spec, used) == wanted for used in settings.counts_used):
+        return built
+    exact = dataclasses.replace(settings, image_count=real, count_given=True, counts_used=set())
+    return build(exact)
+
+
+def _count_parts(parts: Iterable[Mapping[str, Any]]) -> int:
+    return sum(1 for part in parts if part.get("type") == "image_url")
 
 
 def _settings(
@@ -434,9 +576,13 @@ def _settings(
     allowed_dirs: AllowedDirs,
     max_file_bytes: int,
     allow_private_urls: bool,
+    pdf: PdfOptions | None = None,
+    count_given: bool = False,
 ) -> _Settings:
     if isinstance(allowed_dirs, (str, os.PathLike)):
         allowed_dirs = [allowed_dirs]
+    if pdf is not None and not isinstance(pdf, PdfOptions):
+        raise ContentError(f"pdf must be a siliconvision.images.PdfOptions, got {pdf!r}")
     return _Settings(
         spec=spec,
         detail=resolve_detail(detail, spec=spec) if detail is not None else None,
@@ -451,6 +597,8 @@ def _settings(
         allowed_dirs=tuple(allowed_dirs or ()),
         max_file_bytes=max_file_bytes,
         allow_private_urls=allow_private_urls,
+        pdf=DEFAULT_PDF_OPTIONS if pdf is None else pdf,
+        count_given=count_given,
     )
 
 
@@ -458,7 +606,9 @@ def _build_parts(
     items: list[object], settings: _Settings, image_order: str, *, prefix: str
 ) -> list[dict[str, Any]]:
     parts = [
-        _convert_item(item, settings, f"{prefix}content item {i}") for i, item in enumerate(items)
+        part
+        for i, item in enumerate(items)
+        for part in _convert_item(item, settings, f"{prefix}content item {i}")
     ]
     _order_parts(parts, image_order, settings.spec)
     return parts
@@ -517,12 +667,15 @@ def prepare_messages(
     allowed_dirs: AllowedDirs = None,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     allow_private_urls: bool = False,
+    pdf: PdfOptions | None = None,
 ) -> list[dict[str, Any]]:
     """A conversation in OpenAI chat format, made ready for SiliconCloud.
 
     Local files and URLs follow :func:`build_content`'s rules: a message's
     ``image_url.url``/``video_url.url`` is sent as it is when it is http(s) or a
-    ``data:`` URI, and names a local file only inside ``allowed_dirs``.
+    ``data:`` URI, and names a local file only inside ``allowed_dirs``. PDFs (in user
+    and tool messages) become one image per selected page, as :func:`build_content`
+    makes them (``pdf``: :class:`~siliconvision.images.PdfOptions`).
 
     - user content lists go through :func:`build_content` (images encoded and
       downsized, ``detail`` explicit, ``image_order`` applied);
@@ -551,7 +704,21 @@ def prepare_messages(
         allowed_dirs=allowed_dirs,
         max_file_bytes=max_file_bytes,
         allow_private_urls=allow_private_urls,
+        pdf=pdf,
     )
+    return _until_counted(
+        settings,
+        lambda settings: _prepare_conversation(messages, settings, image_order),
+        lambda prepared: sum(
+            _count_parts(m["content"]) for m in prepared if isinstance(m.get("content"), list)
+        ),
+    )
+
+
+def _prepare_conversation(
+    messages: Sequence[Mapping[str, Any]], settings: _Settings, image_order: str
+) -> list[dict[str, Any]]:
+    spec = settings.spec
     prepared: list[dict[str, Any]] = []
     pending_tool_media: list[dict[str, Any]] = []
     for index, message in enumerate(messages):

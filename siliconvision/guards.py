@@ -420,14 +420,15 @@ def check_local_file(real: str, info: os.stat_result, *, max_bytes: int) -> None
         )
 
 
-def read_checked_file(real: str, info: os.stat_result) -> bytes:
+def read_checked_file(real: str, info: os.stat_result, *, head: int | None = None) -> bytes:
     """The bytes of ``real``, a file :func:`check_local_file` accepted with ``info``.
 
     The file opened must be the one that was checked (same device and inode, still a
     regular file; symlinks are not followed where the OS allows), it is opened without
     blocking (a FIFO swapped in meanwhile cannot hang the caller), and at most
     ``info.st_size`` bytes are read: nothing past the size that was checked. A file
-    that changed size while it was read is refused. Raises :class:`LocalFileError`.
+    that changed size while it was read is refused. ``head``: only its first ``head``
+    bytes (to tell its format). Raises :class:`LocalFileError`.
     """
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
@@ -444,9 +445,11 @@ def read_checked_file(real: str, info: os.stat_result) -> bytes:
         ):
             raise LocalFileError("the file changed while it was checked")
         try:
-            data = file.read(info.st_size)
+            data = file.read(info.st_size if head is None else min(head, info.st_size))
         except OSError as exc:
             raise LocalFileError(f"unreadable: {exc.strerror or exc}") from None
+        if head is not None:
+            return data
         if len(data) != info.st_size or os.fstat(file.fileno()).st_size != info.st_size:
             raise LocalFileError("the file changed size while it was read")
     return data

@@ -56,7 +56,7 @@ from .captions import (
 )
 from .catalog import Detail
 from .client import SiliconVisionClient, resolve_api_key, resolve_base_url
-from .images import is_data_uri, is_image_url
+from .images import is_data_uri, is_image_url, is_pdf
 from .ratelimit import Permit, RateLimits, _AnswerSizes
 
 __all__ = [
@@ -340,11 +340,11 @@ def _image_item(value: Any, kind: str, label: str) -> ImageItem:
     if kind == "bytes":
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise ImageInputError(label, f"expected bytes, got {type(value).__name__}")
-        return ImageItem.from_bytes(value, label)
+        return _one_image(ImageItem.from_bytes(value, label))
     if kind == "path":
         if not isinstance(value, (str, os.PathLike)):
             raise ImageInputError(label, f"expected a file path, got {type(value).__name__}")
-        return ImageItem.from_path(value)
+        return _one_image(ImageItem.from_path(value))
     if kind == "url":
         if not isinstance(value, str) or not (is_image_url(value) or is_data_uri(value)):
             raise ImageInputError(
@@ -354,6 +354,21 @@ def _image_item(value: Any, kind: str, label: str) -> ImageItem:
             )
         return ImageItem(label, value, image_identity(value))
     return _array_item(value, label)
+
+
+def _one_image(item: ImageItem) -> ImageItem:
+    """A row is one image: a PDF (told by its bytes) is refused, by name."""
+    from .errors import ImageInputError
+
+    if isinstance(item.source, (bytes, bytearray, memoryview)) and is_pdf(item.source):
+        raise ImageInputError(
+            item.label,
+            "a PDF document: caption_dataset captions one image per row (its output has "
+            "a row per input row); make a row per page first (siliconvision.images."
+            "prepare_pdf renders them), or caption PDFs with `siliconvision caption` or "
+            "caption_images, which write one record per page",
+        )
+    return item
 
 
 def _kind_of(value: Any) -> str:

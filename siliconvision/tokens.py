@@ -47,7 +47,9 @@ __all__ = [
     "estimate_image_tokens",
     "estimate_prompt_tokens",
     "estimate_text_tokens",
+    "image_count_key",
     "is_low_detail",
+    "page_render_size",
     "server_image_size",
 ]
 
@@ -309,6 +311,18 @@ _MIN_SAVING: tuple[int, int] = (9, 10)  # (kept, original): at most 9 for 10
 _NUDGES: tuple[Size, ...] = ((0, 0), (1, 0), (0, 1), (1, 1), (2, 0), (0, 2), (2, 2))
 
 
+def _kept_sizes(width: int, height: int, served: _Served) -> list[Size]:
+    """The sizes, best first, from which the server's rule gives ``served`` again."""
+    if not served.fitted:  # stretched only: exactly the size the server resamples to
+        return [served.stretched] if served.stretched else []
+    # a fitted view sees the aspect ratio: keep it, and cover every view
+    need = served.stretched or (1, 1)
+    for fitted in served.fitted:
+        need = (max(need[0], fitted[0]), max(need[1], fitted[1]))
+    base = _aspect_cover(width, height, need)
+    return [(base[0] + dw, base[1] + dh) for dw, dh in _NUDGES]
+
+
 def client_target_size(
     width: int,
     height: int,
@@ -337,15 +351,7 @@ def client_target_size(
     rule, served = _served(width, height, model, detail, image_count)
     if served is None:
         return None
-    if not served.fitted:  # stretched only: exactly the size the server resamples to
-        tries: list[Size] = [served.stretched] if served.stretched else []
-    else:  # a fitted view sees the aspect ratio: keep it, and cover every view
-        need = served.stretched or (1, 1)
-        for fitted in served.fitted:
-            need = (max(need[0], fitted[0]), max(need[1], fitted[1]))
-        base = _aspect_cover(width, height, need)
-        tries = [(base[0] + dw, base[1] + dh) for dw, dh in _NUDGES]
-    for target in tries:
+    for target in _kept_sizes(width, height, served):
         if min(target) < 1 or not _fits_under(target, (width, height)):
             continue
         area = target[0] * target[1]
@@ -357,6 +363,62 @@ def client_target_size(
             continue
         if again == served:
             return target
+    return None
+
+
+def page_render_size(
+    width: int,
+    height: int,
+    *,
+    model: str | ModelSpec,
+    detail: Detail | None = "high",
+    image_count: int = 1,
+) -> tuple[int, int] | None:
+    """The size to draw a page at, when it can be drawn at any size (a PDF page read as
+    ``width`` x ``height`` pixels at its reference resolution), or ``None`` when the
+    rule is unknown (draw it at ``width`` x ``height``).
+
+    The same sizes as :func:`client_target_size` (every row and column the server
+    uses, the same tokens, every view the same size), without its two limits on
+    existing pixels: a page is drawn, not resampled, so this may be a few pixels
+    larger than ``width`` x ``height`` (Qwen rounds each side to the nearest multiple
+    of 28, GLM too; InternVL's tile grid), and it is returned however little it saves.
+
+    >>> page_render_size(1654, 2339, model="Qwen/Qwen2.5-VL-72B-Instruct")
+    (1652, 2352)
+    >>> page_render_size(1654, 2339, model="Qwen/Qwen2.5-VL-72B-Instruct", detail="low")
+    (448, 634)
+    >>> page_render_size(1654, 2339, model="OpenGVLab/InternVL2-26B")
+    (896, 1344)
+    """
+    rule, served = _served(width, height, model, detail, image_count)
+    if served is None:
+        return None
+    for target in _kept_sizes(width, height, served):
+        if min(target) < 1:
+            continue
+        try:
+            again = _serve(target[0], target[1], rule, detail, image_count)
+        except ValueError:  # the processor would refuse this size (aspect ratio)
+            continue
+        if again == served:
+            return target
+    return None
+
+
+def image_count_key(model: str | ModelSpec, image_count: int) -> bool | None:
+    """What of a request's image count the model's image sizing depends on: two counts
+    with the same key size (and count) every image alike. DeepSeek-VL2 makes every
+    image one tile when a request carries more than two; no other rule looks at it.
+
+    >>> [image_count_key("deepseek-ai/deepseek-vl2", n) for n in (1, 2, 3)]
+    [False, False, True]
+    >>> image_count_key("Qwen/Qwen2.5-VL-72B-Instruct", 20) is None
+    True
+    """
+    rule = get_model_spec(model).token_rule
+    if rule.kind == "deepseek_vl2" and rule.full_res_max_images is not None:
+        return image_count > rule.full_res_max_images
     return None
 
 

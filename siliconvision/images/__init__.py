@@ -94,23 +94,32 @@ from .._datauri import is_data_uri
 from ._cache import DEFAULT_CACHE, ImageCache
 from ._decode import DEFAULT_MAX_IMAGE_PIXELS
 from ._encode import ACCEPTED_FORMATS
+from ._pages import prepare_pages, prepare_pdf
+from ._pdf import DEFAULT_PDF_OPTIONS, PdfOptions
 from ._prepare import encode_image, image_part, prepare_image
-from ._results import EncodedImage, PreparedImage
-from ._sources import Base64Image, ImageSource, is_image_source, is_image_url
+from ._results import EncodedImage, PreparedImage, PreparedPdf
+from ._sources import PDF_MIME_TYPE, Base64Image, ImageSource, is_image_source, is_image_url, is_pdf
 
 __all__ = [
     "ACCEPTED_FORMATS",
     "DEFAULT_CACHE",
     "DEFAULT_MAX_IMAGE_PIXELS",
+    "DEFAULT_PDF_OPTIONS",
+    "PDF_MIME_TYPE",
     "Base64Image",
     "EncodedImage",
     "ImageCache",
     "ImageSource",
+    "PdfOptions",
     "PreparedImage",
+    "PreparedPdf",
     "encode_image",
     "image_part",
     "is_data_uri",
     "is_image_source",
     "is_image_url",
+    "is_pdf",
     "prepare_image",
+    "prepare_pages",
+    "prepare_pdf",
 ]

@@ -7,13 +7,14 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
-from ._results import EncodedImage, PreparedImage
+from ._results import EncodedImage, PreparedImage, PreparedPdf, page_label
 
 __all__ = ["DEFAULT_CACHE", "ImageCache", "cached", "relabelled"]
 
-_Result = TypeVar("_Result", PreparedImage, EncodedImage)
+_Result = TypeVar("_Result", PreparedImage, EncodedImage, PreparedPdf)
+_Entry = PreparedImage | EncodedImage | PreparedPdf
 _HASH_CHUNK: Final = 1 << 20
 
 
@@ -42,7 +43,7 @@ class ImageCache:
             raise ValueError("max_entries and max_bytes must be >= 0")
         self.max_entries = max_entries
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[Hashable, PreparedImage | EncodedImage] = OrderedDict()
+        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         # encode_image results held, by the identity of their base64 string (alive, so
         # its id is its own while indexed), with the SHA-256 of each data URI text it
         # was prepared as: the same block sent again is not hashed again.
@@ -81,7 +82,7 @@ class ImageCache:
         value = self._lookup(key, count_miss=False)
         return value if isinstance(value, PreparedImage) else None
 
-    def _lookup(self, key: Hashable, *, count_miss: bool) -> PreparedImage | EncodedImage | None:
+    def _lookup(self, key: Hashable, *, count_miss: bool) -> _Entry | None:
         with self._lock:
             value = self._entries.get(key)
             if value is None:
@@ -91,7 +92,7 @@ class ImageCache:
             self._hits += 1
             return value
 
-    def put(self, key: Hashable, value: PreparedImage | EncodedImage) -> None:
+    def put(self, key: Hashable, value: _Entry) -> None:
         """Store ``value`` under ``key``, evicting least recently used entries."""
         cost = _cost(value)
         if cost > self.max_bytes or self.max_entries == 0:
@@ -108,7 +109,7 @@ class ImageCache:
                 _, evicted = self._entries.popitem(last=False)
                 self._drop(evicted)
 
-    def _drop(self, value: PreparedImage | EncodedImage) -> None:
+    def _drop(self, value: _Entry) -> None:
         """Account for ``value`` leaving (the lock is held)."""
         self._bytes -= _cost(value)
         if isinstance(value, EncodedImage):
@@ -146,7 +147,9 @@ class ImageCache:
             self._misses = 0
 
 
-def _cost(value: PreparedImage | EncodedImage) -> int:
+def _cost(value: _Entry) -> int:
+    if isinstance(value, PreparedPdf):
+        return sum(len(page.url) for page in value.pages)
     return len(value.url) if isinstance(value, PreparedImage) else len(value.data)
 
 
@@ -157,7 +160,21 @@ otherwise."""
 
 def relabelled(value: _Result, label: str) -> _Result:
     """A cached result, named after the source it was found for this time."""
-    return value if value.source_label == label else dataclasses.replace(value, source_label=label)
+    if value.source_label == label:
+        return value
+    document: object = value
+    if isinstance(document, PreparedPdf):
+        result: Any = _relabelled_pages(document, label)
+        return cast(_Result, result)
+    return dataclasses.replace(value, source_label=label)
+
+
+def _relabelled_pages(document: PreparedPdf, label: str) -> PreparedPdf:
+    pages = tuple(
+        dataclasses.replace(page, source_label=page_label(label, number))
+        for page, number in zip(document.pages, document.page_numbers, strict=True)
+    )
+    return dataclasses.replace(document, pages=pages, source_label=label)
 
 
 def cached(

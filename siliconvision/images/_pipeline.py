@@ -36,13 +36,15 @@ from ._decode import (
 from ._encode import KEPT_FORMATS, MIME_TYPES, SENDABLE_MODES, encode_for_server, is_graphic
 from ._resize import render
 from ._results import EncodedImage, PreparedImage
-from ._sources import EncodedBytes, nbytes
+from ._sources import EncodedBytes, is_pdf, nbytes
 
 __all__ = [
+    "NOT_ONE_IMAGE",
     "NO_MODEL",
     "Options",
     "as_encoded_image",
     "keep_as_base64",
+    "not_one_image",
     "prepare_bytes",
     "prepare_pixels",
 ]
@@ -111,11 +113,26 @@ class _Plan:
         )
 
 
+NOT_ONE_IMAGE: Final = "a PDF document, not one image"
+
+
+def not_one_image(label: str) -> ImageInputError:
+    """The error for a PDF given where one image is expected: say where it is taken."""
+    return ImageInputError(
+        label,
+        f"{NOT_ONE_IMAGE}: pass it in message content (build_content, prepare_messages, "
+        "the chat models), which sends each page as an image, or render its pages with "
+        "siliconvision.images.prepare_pdf",
+    )
+
+
 def prepare_bytes(source: EncodedBytes, label: str, opts: Options) -> PreparedImage:
     """Validate encoded image bytes, maybe downsize/convert them, and encode them."""
     data = source.data
     if nbytes(data) == 0:
         raise ImageInputError(label, "empty (0 bytes)")
+    if is_pdf(data):
+        raise not_one_image(label)
     with open_image(data, label, opts.max_image_pixels) as img:
         plan = _Plan.of(img, label, opts)
         if plan.sendable and plan.target is None:
@@ -179,6 +196,8 @@ def keep_as_base64(source: EncodedBytes, label: str, opts: Options) -> EncodedIm
     data = source.data
     if nbytes(data) == 0:
         raise ImageInputError(label, "empty (0 bytes)")
+    if is_pdf(data):
+        raise not_one_image(label)
     with open_image(data, label, opts.max_image_pixels) as img:
         fmt = img.format or "unknown"
         width, height = img.size

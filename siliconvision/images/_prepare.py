@@ -23,6 +23,7 @@ from ._pipeline import (
     Options,
     as_encoded_image,
     keep_as_base64,
+    not_one_image,
     prepare_bytes,
     prepare_pixels,
 )
@@ -33,6 +34,7 @@ from ._sources import (
     EncodedSource,
     ImageSource,
     LocalFile,
+    PdfBytes,
     Pixels,
     RemoteImage,
     nbytes,
@@ -82,14 +84,7 @@ def prepare_image(
     """
     found = open_source(source, max_file_bytes=max_file_bytes)
     label = found.label
-    spec = NO_MODEL if model is None else get_model_spec(model)
-    resolved = spec.default_detail if detail is None else as_detail(detail)
-    if resolved is None:
-        raise ImageInputError(label, detail_error(detail))
-    if isinstance(image_count, bool) or not isinstance(image_count, int) or image_count < 1:
-        raise ValueError(f"image_count must be an int >= 1, got {image_count!r}")
-    _check_max_image_pixels(max_image_pixels)
-    opts = Options(spec, resolved, image_count, max_image_pixels, cache)
+    opts = _options(label, model, detail, image_count, max_image_pixels, cache)
     if isinstance(found, RemoteImage):
         found.check()
         if not fetch_urls:
@@ -107,8 +102,28 @@ def prepare_image(
         return prepare_pixels(found.image, label, opts)  # never cached: no bytes to key
     elif isinstance(found, EncodedSource):
         return _prepare_encoded(found, label, opts)
+    elif isinstance(found, PdfBytes):
+        raise not_one_image(label)
     else:
         assert_never(found)
+
+
+def _options(
+    label: str,
+    model: str | ModelSpec | None,
+    detail: Detail | None,
+    image_count: int,
+    max_image_pixels: int,
+    cache: ImageCache | None,
+) -> Options:
+    spec = NO_MODEL if model is None else get_model_spec(model)
+    resolved = spec.default_detail if detail is None else as_detail(detail)
+    if resolved is None:
+        raise ImageInputError(label, detail_error(detail))
+    if isinstance(image_count, bool) or not isinstance(image_count, int) or image_count < 1:
+        raise ValueError(f"image_count must be an int >= 1, got {image_count!r}")
+    _check_max_image_pixels(max_image_pixels)
+    return Options(spec, resolved, image_count, max_image_pixels, cache)
 
 
 def image_part(
@@ -171,6 +186,8 @@ def encode_image(
         )
     elif isinstance(found, EncodedSource):
         return keep_as_base64(found.read(), label, opts)
+    elif isinstance(found, PdfBytes):
+        raise not_one_image(label)
     else:
         assert_never(found)
 

@@ -1,4 +1,5 @@
-"""What preparing an image returns: :class:`PreparedImage` and :class:`EncodedImage`."""
+"""What preparing an image returns: :class:`PreparedImage` and :class:`EncodedImage`; a
+PDF's pages: :class:`PreparedPdf`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ from typing import Any
 
 from ..catalog import Detail
 
-__all__ = ["EncodedImage", "PreparedImage"]
+__all__ = ["EncodedImage", "PreparedImage", "PreparedPdf", "page_label"]
+
+
+def page_label(label: str, number: int) -> str:
+    """How one page of the document ``label`` is named (``"scan.pdf page 3"``)."""
+    return f"{label} page {number}"
 
 
 @dataclass(frozen=True)
@@ -109,5 +115,47 @@ class EncodedImage:
             f"EncodedImage(data=<{len(self.data):,} base64 chars>, mime_type={self.mime_type!r}, "
             f"size={self.width}x{self.height}, original_format={self.original_format!r}, "
             f"byte_size={self.byte_size}, converted={self.converted}, "
+            f"source_label={self.source_label!r})"
+        )
+
+
+@dataclass(frozen=True)
+class PreparedPdf:
+    """A PDF's selected pages, each rendered once at the size the target model's server
+    keeps and encoded as an image ready to send, in page order.
+
+    Example:
+        >>> from siliconvision.images import prepare_pdf
+        >>> from siliconvision.testing import make_pdf, PdfPage
+        >>> pdf = make_pdf([PdfPage(), PdfPage(rects=[((0, 0, 595, 842), (0, 0, 255))])])
+        >>> prepared = prepare_pdf(pdf, model="Qwen/Qwen2.5-VL-72B-Instruct", detail="low")
+        >>> prepared.page_numbers, [(p.width, p.height) for p in prepared.pages]
+        ((1, 2), [(448, 634), (448, 634)])
+        >>> [part["type"] for part in prepared.to_parts()]
+        ['image_url', 'image_url']
+    """
+
+    pages: tuple[PreparedImage, ...]
+    page_numbers: tuple[int, ...]
+    """The number of each page in ``pages`` (1 is the first page of the document)."""
+    page_count: int
+    """How many pages the document has (selected or not)."""
+    source_label: str
+
+    def to_parts(self) -> list[dict[str, Any]]:
+        """One ``image_url`` part per page, in page order."""
+        return [page.to_part() for page in self.pages]
+
+    @property
+    def byte_size(self) -> int:
+        """The encoded bytes of every page together."""
+        return sum(page.byte_size for page in self.pages)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{p.width}x{p.height}" for p in self.pages[:4])
+        more = f", ... ({len(self.pages)} pages)" if len(self.pages) > 4 else ""
+        return (
+            f"PreparedPdf(page_numbers={self.page_numbers!r}, page_count={self.page_count}, "
+            f"sizes=[{sizes}{more}], byte_size={self.byte_size}, "
             f"source_label={self.source_label!r})"
         )

@@ -9,7 +9,10 @@ them apart, once for the whole package, and names each as one of a few kinds
 - an :class:`EncodedSource`, whose encoded bytes are read when needed:
   :class:`LocalFile` (under the core file policy), :class:`DataURI` and
   :class:`Base64Data` (base64 text, decoded when needed: :class:`Base64Text`),
-  :class:`Buffer` (bytes in memory) and :class:`Stream` (a binary file object).
+  :class:`Buffer` (bytes in memory) and :class:`Stream` (a binary file object);
+- :class:`PdfBytes`: a PDF document (told by its ``%PDF-`` header, like every format by
+  its bytes), whose pages are sent as images. Bytes in memory are told apart at once;
+  a file, a stream or base64 text once it is read (:func:`read_source`).
 
 Adding a source: a new form of input is one more member of :data:`ImageSource` and one
 more branch of :func:`open_source`, whose ``assert_never`` makes the type checker ask
@@ -30,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import binascii
 import io
 import os
 import urllib.parse
@@ -53,6 +57,7 @@ from ..errors import ImageInputError
 from ..guards import DEFAULT_MAX_FILE_BYTES, LocalFileError, check_local_file, read_checked_file
 
 __all__ = [
+    "PDF_MIME_TYPE",
     "Base64Data",
     "Base64Image",
     "Base64Text",
@@ -62,14 +67,18 @@ __all__ = [
     "EncodedSource",
     "ImageSource",
     "LocalFile",
+    "PdfBytes",
     "Pixels",
     "RemoteImage",
     "Source",
     "Stream",
     "is_image_source",
     "is_image_url",
+    "is_pdf",
     "nbytes",
     "open_source",
+    "read_source",
+    "starts_as_pdf",
 ]
 
 _LABEL_MAX: Final = 120
@@ -82,7 +91,8 @@ class Base64Image:
     ``data:`` URI it stands for (the same validation and cache entries), without
     building that URI unless the image is sent as it is. The real format is always
     sniffed from the bytes; ``mime_type=None`` (a block that declares none) declares
-    nothing to check.
+    nothing to check. ``mime_type="application/pdf"`` declares a PDF (a file block's),
+    whose pages are sent as images.
 
     >>> Base64Image("iVBORw0KGgo=", "image/png")
     Base64Image(data=<12 base64 chars>, mime_type='image/png')
@@ -258,6 +268,14 @@ class LocalFile(EncodedSource):
         except LocalFileError as exc:
             raise ImageInputError(self.label, exc.reason) from None
 
+    def head(self, size: int) -> bytes:
+        """The file's first ``size`` bytes (under the same policy), to tell its format."""
+        real, st = self.checked
+        try:
+            return read_checked_file(real, st, head=size)
+        except LocalFileError as exc:
+            raise ImageInputError(self.label, exc.reason) from None
+
 
 class Base64Text(EncodedSource):
     """Base64 text, prepared as the ``data:`` URI it is or stands for."""
@@ -355,8 +373,53 @@ class Stream(EncodedSource):
         return EncodedBytes(data)
 
 
-Source: TypeAlias = RemoteImage | Pixels | EncodedSource
+PDF_MIME_TYPE: Final = "application/pdf"
+
+
+def is_pdf(data: bytes | bytearray | memoryview) -> bool:
+    """Whether ``data`` is a PDF document (it starts with ``%PDF-``).
+
+    >>> is_pdf(b"%PDF-1.7 ..."), is_pdf(b"GIF89a")
+    (True, False)
+    """
+    return bytes(data[:5]) == b"%PDF-"
+
+
+@dataclass(frozen=True)
+class PdfBytes:
+    """A PDF document's bytes, read: its pages are rendered and sent as images."""
+
+    data: bytes | bytearray | memoryview
+    label: str
+
+
+Source: TypeAlias = RemoteImage | Pixels | EncodedSource | PdfBytes
 """What :func:`open_source` tells a source apart as."""
+
+
+def starts_as_pdf(source: EncodedSource) -> bool | None:
+    """Whether ``source`` holds a PDF, told from its first bytes without reading the
+    rest: a file's first five bytes, base64 text's first eight characters; ``None`` for
+    a stream (it must be read to tell)."""
+    if isinstance(source, LocalFile):
+        return is_pdf(source.head(5))
+    if isinstance(source, Base64Text):
+        prefix, text = source.uri_text()
+        payload = text.partition(",")[2] if not prefix else text
+        try:
+            start = "".join(payload[:64].split())[:8]  # (line breaks are tolerated)
+            return is_pdf(binascii.a2b_base64(start.encode("ascii", "replace")))
+        except (binascii.Error, ValueError):
+            return False  # not clean base64 there: reading it will say why
+    if isinstance(source, Buffer):
+        return is_pdf(source.data)
+    return None
+
+
+def read_source(source: EncodedSource) -> EncodedBytes | PdfBytes:
+    """``source`` read, and told apart by its bytes: a PDF, or one image's bytes."""
+    read = source.read()
+    return PdfBytes(read.data, source.label) if is_pdf(read.data) else read
 
 
 # --------------------------------------------------------------------------- dispatch
@@ -383,7 +446,8 @@ def open_source(value: object, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) 
     elif isinstance(value, os.PathLike):
         return LocalFile(os.fspath(value), max_file_bytes)
     elif isinstance(value, (bytes, bytearray, memoryview)):
-        return Buffer(value)
+        buffer = Buffer(value)
+        return PdfBytes(buffer.read().data, buffer.label) if is_pdf(value) else buffer
     elif isinstance(value, PILImage.Image):
         return Pixels(value)
     elif isinstance(value, Base64Image):

@@ -1,5 +1,5 @@
 """Shared test support for the LangChain adapter: one emulator per session, sample images,
-and the standard suites' sample image served from loopback (no internet)."""
+and the standard suites' sample image and PDF served from loopback (no internet)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from PIL import Image, ImageDraw
 
-from siliconvision.testing import LocalSiliconCloud
+from siliconvision.testing import LocalSiliconCloud, PdfPage, make_pdf
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_IMAGES = REPO / "examples" / "images"
@@ -27,6 +27,8 @@ STANDARD_IMAGE_URL = (
     "/src/images/agentic-rag-output.png"
 )
 STANDARD_IMAGE_SIZE = (1200, 800)
+#: The PDF langchain-tests' PDF tests download (``httpx.get``) and send as base64.
+STANDARD_PDF_URL = "https://www.w3.org/WAI/ER/tests/xhtml/testfiles/resources/pdf/dummy.pdf"
 
 
 class _Shared:
@@ -57,22 +59,40 @@ def diagram_png(size: tuple[int, int] = STANDARD_IMAGE_SIZE) -> bytes:
     return buffer.getvalue()
 
 
+def dummy_pdf() -> bytes:
+    """A one-page PDF standing in for the suites' ``dummy.pdf`` (its title as text)."""
+    return make_pdf(
+        [
+            PdfPage(
+                size=(612.0, 792.0),
+                rects=[((72, 600, 468, 4), (0, 0, 0))],
+                text=[(72, 700, 24, "Dummy PDF file")],
+            )
+        ]
+    )
+
+
 @contextmanager
 def standard_image_served(emu: LocalSiliconCloud) -> Iterator[bytes]:
-    """Serve the standard suites' sample image without the internet.
+    """Serve the standard suites' sample image (and sample PDF) without the internet.
 
-    The emulator "fetches" the URL from local bytes (``serve_url``); the client-side
-    ``httpx.get`` of langchain-tests is redirected, at the transport level, to the
-    same bytes really served by the emulator on 127.0.0.1 (``add_file``).
+    The emulator "fetches" the image URL from local bytes (``serve_url``); the
+    client-side ``httpx.get`` of langchain-tests is redirected, at the transport level,
+    to the same bytes really served by the emulator on 127.0.0.1 (``add_file``): the
+    image, and a PDF written here (:func:`dummy_pdf`) for the PDF tests' URL.
     """
     data = diagram_png()
     emu.serve_url(STANDARD_IMAGE_URL, data, "image/png")
-    loopback = emu.add_file("agentic-rag-output.png", data, "image/png")
+    loopback = {
+        STANDARD_IMAGE_URL: emu.add_file("agentic-rag-output.png", data, "image/png"),
+        STANDARD_PDF_URL: emu.add_file("dummy.pdf", dummy_pdf(), "application/pdf"),
+    }
     original = httpx.HTTPTransport.handle_request
 
     def handle_request(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
-        if str(request.url) == STANDARD_IMAGE_URL:
-            request = httpx.Request(request.method, loopback, headers=request.headers)
+        served = loopback.get(str(request.url))
+        if served is not None:
+            request = httpx.Request(request.method, served, headers=request.headers)
         return original(self, request)
 
     httpx.HTTPTransport.handle_request = handle_request  # type: ignore[method-assign]
@@ -114,6 +134,14 @@ class SiliconVisionCapabilities:
 
     @property
     def supports_json_mode(self) -> bool:
+        return True
+
+    @property
+    def supports_pdf_inputs(self) -> bool:
+        return True
+
+    @property
+    def supports_pdf_tool_message(self) -> bool:
         return True
 
     @property

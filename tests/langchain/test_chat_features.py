@@ -148,7 +148,7 @@ def test_profile_comes_from_the_catalog() -> None:
     assert qwen is not None
     assert qwen["image_inputs"] and qwen["image_url_inputs"] and qwen["tool_calling"]
     assert qwen["max_input_tokens"] == 131_072 and not qwen["reasoning_output"]
-    assert not qwen["video_inputs"] and not qwen["pdf_inputs"]
+    assert not qwen["video_inputs"] and qwen["pdf_inputs"] and qwen["pdf_tool_message"]
     thinking = ChatSiliconVision(model=THINKING, api_key="x").profile
     assert thinking is not None and thinking["reasoning_output"] and thinking["video_inputs"]
     internvl = ChatSiliconVision(model=INTERNVL, api_key="x").profile

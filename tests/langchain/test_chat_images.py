@@ -190,7 +190,7 @@ def test_system_and_conversation_roles(llm: ChatSiliconVision, emu: LocalSilicon
     [
         ({"type": "image", "file_id": "file-123"}, "no files API"),
         ({"type": "image", "source_type": "id", "id": "file-9"}, "no files API"),
-        ({"type": "file", "base64": "JVBERi0=", "mime_type": "application/pdf"}, "'file'"),
+        ({"type": "file", "base64": "aGk=", "mime_type": "text/plain"}, "'text/plain'"),
         ({"type": "audio", "base64": "UklGRg==", "mime_type": "audio/wav"}, "'audio'"),
         # LangChain itself turns OpenAI input_audio into a standard audio block first
         ({"type": "input_audio", "input_audio": {"data": "AA==", "format": "wav"}}, "'audio'"),

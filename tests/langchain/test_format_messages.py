@@ -27,7 +27,7 @@ from langchain_core.messages import (
 from langchain_siliconvision import content_from_documents, image_block
 from langchain_siliconvision.chat_models import _format_messages
 from siliconvision import ContentError, ImageInputError, prepare_messages
-from siliconvision.content import Image
+from siliconvision.content import Image, Pdf
 from siliconvision.images import Base64Image
 from tests.imaging import make_image
 
@@ -264,7 +264,18 @@ def test__format_messages_video() -> None:
     ("block", "named"),
     [
         ({"type": "audio", "base64": "AAAA", "mime_type": "audio/wav"}, "'audio'"),
-        ({"type": "file", "base64": "AAAA", "mime_type": "application/pdf"}, "'file'"),
+        ({"type": "file", "base64": "AAAA", "mime_type": "text/plain"}, "'text/plain' cannot"),
+        ({"type": "file", "file_id": "file-1", "mime_type": "application/pdf"}, "no files API"),
+        ({"type": "file", "mime_type": "application/pdf"}, "needs 'base64'"),
+        (
+            {
+                "type": "file",
+                "base64": "JVBERi0=",
+                "mime_type": "application/pdf",
+                "extras": {"pages": [0]},
+            },
+            "1 for the first page",
+        ),
         ({"type": "input_image", "image_url": URL}, "'input_image'"),
         ({"type": "image", "file_id": "file-1"}, "no files API"),
         ({"type": "image", "source_type": "id", "id": "file-1"}, "no files API"),
@@ -348,3 +359,67 @@ def test_content_from_documents_hands_base64_to_the_core() -> None:
     ]
     with pytest.raises(ImageInputError, match="invalid base64"):
         content_from_documents([Document("", metadata={"image_base64": "%%%"})])
+
+
+PDF_B64 = "JVBERi0xLjcK"  # "%PDF-1.7\n": converting reads nothing; the core sniffs it
+PDF = "application/pdf"
+PDF_URI = f"data:{PDF};base64,{PDF_B64}"
+
+
+def test__format_messages_pdf_file_blocks() -> None:
+    """Standard file blocks, OpenAI's file parts, v0 and Anthropic documents: all become
+    a core Pdf (pages and detail from extras) or, for a url, the core's file part."""
+    messages = [
+        HumanMessage(
+            content=[
+                {"type": "file", "base64": PDF_B64, "mime_type": "application/pdf"},
+                {
+                    "type": "file",
+                    "base64": PDF_B64,
+                    "mime_type": "application/pdf",
+                    "extras": {"pages": [3, 1], "detail": "low"},
+                },
+                {"type": "file", "file": {"filename": "a.pdf", "file_data": PDF_URI}},
+                {"type": "file", "source_type": "base64", "mime_type": PDF, "data": PDF_B64},
+                {
+                    "type": "document",
+                    "source": {"type": "base64", "media_type": PDF, "data": PDF_B64},
+                },
+                {"type": "file", "url": "https://example.com/a.pdf", "mime_type": PDF},
+                {"type": "file", "url": "https://example.com/b.pdf", "extras": {"pages": [2]}},
+                {"type": "file", "base64": B64, "mime_type": "image/png"},
+                "Summarize.",
+            ]
+        )
+    ]
+    pdf = Pdf(Base64Image(PDF_B64, "application/pdf"))
+    assert _format_messages(messages) == [
+        {
+            "role": "user",
+            "content": [
+                pdf,
+                Pdf(Base64Image(PDF_B64, "application/pdf"), pages=[1, 3], detail="low"),
+                pdf,
+                pdf,
+                pdf,
+                {"type": "file", "file": {"url": "https://example.com/a.pdf"}},
+                {"type": "file", "file": {"url": "https://example.com/b.pdf", "pages": [2]}},
+                Image(Base64Image(B64, "image/png")),
+                text("Summarize."),
+            ],
+        }
+    ]
+
+
+def test__format_messages_pdf_in_a_tool_message() -> None:
+    tool = ToolMessage(
+        content_blocks=[{"type": "file", "base64": PDF_B64, "mime_type": "application/pdf"}],
+        tool_call_id="c1",
+    )
+    assert _format_messages([tool]) == [
+        {
+            "role": "tool",
+            "tool_call_id": "c1",
+            "content": [Pdf(Base64Image(PDF_B64, "application/pdf"))],
+        }
+    ]

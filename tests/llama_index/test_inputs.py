@@ -13,7 +13,6 @@ from llama_index.core.base.llms.types import (
     CacheControl,
     CachePoint,
     ChatMessage,
-    DocumentBlock,
     ImageBlock,
     MessageRole,
     TextBlock,
@@ -196,10 +195,6 @@ def test_video_block_refused_by_an_image_only_model(
     ("block", "name"),
     [
         (AudioBlock(url="https://example.com/a.mp3"), "AudioBlock"),
-        (
-            DocumentBlock(data=b"%PDF-1.4 fake", document_mimetype="application/pdf"),
-            "DocumentBlock",
-        ),
         (ThinkingBlock(content="hmm"), "ThinkingBlock"),
         (ToolCallBlock(tool_name="x", tool_kwargs={}), "ToolCallBlock"),
     ],

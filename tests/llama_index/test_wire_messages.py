@@ -198,10 +198,8 @@ def test_to_wire_messages_video_and_cache_points() -> None:
     [
         (ChatMessage(blocks=[AudioBlock(audio=b"RIFF....WAVE")]), "AudioBlock is not supported"),
         (
-            ChatMessage(
-                blocks=[DocumentBlock(data=b"%PDF-1.4", document_mimetype="application/pdf")]
-            ),
-            "DocumentBlock is not supported",
+            ChatMessage(blocks=[DocumentBlock(data=b"hello", document_mimetype="text/plain")]),
+            "DocumentBlock of type 'text/plain' cannot be sent",
         ),
         (ChatMessage(blocks=[ThinkingBlock(content="x")]), "ThinkingBlock is not supported"),
         (

@@ -23,7 +23,7 @@ from siliconvision.captions import (
 )
 from siliconvision.client import MissingAPIKeyError, SiliconVisionClient
 from siliconvision.errors import ContentError
-from siliconvision.testing import LocalSiliconCloud, rate_limit_body
+from siliconvision.testing import LocalSiliconCloud, PdfPage, make_pdf, rate_limit_body
 
 from .conftest import FAST, QWEN, make_pngs, width_in
 
@@ -49,6 +49,7 @@ def test_bytes_rows_once_each_with_faults_retried_and_bad_images_as_rows(
 ) -> None:
     files = make_pngs(tmp_path / "photos", 8)
     (tmp_path / "photos" / "broken.png").write_text("not an image at all")
+    (tmp_path / "photos" / "scan.pdf").write_bytes(make_pdf([PdfPage(), PdfPage()]))
     emu.fail_next(503)
     emu.fail_next(429, rate_limit_body("TPM"))
     emu.fail_next(503)
@@ -56,12 +57,15 @@ def test_bytes_rows_once_each_with_faults_retried_and_bad_images_as_rows(
     rows = _caption(ds, emu, concurrency=2, max_attempts=3)
 
     assert sorted(Path(r["path"]).name for r in rows) == sorted(
-        [f.name for f in files] + ["broken.png"]
+        [f.name for f in files] + ["broken.png", "scan.pdf"]
     )  # every row exactly once
     assert all("bytes" not in row for row in rows)  # the raw bytes are not carried on
     by_name = {Path(r["path"]).name: r for r in rows}
     bad = by_name.pop("broken.png")
     assert bad["caption"] is None and "not an image" in bad["error"] and bad["attempts"] == 0
+    pdf = by_name.pop("scan.pdf")  # a row is one image: a PDF is refused by name, as a row
+    assert pdf["caption"] is None and pdf["attempts"] == 0
+    assert "a PDF document: caption_dataset captions one image per row" in pdf["error"]
     for file in files:
         row = by_name[file.name]
         assert row["error"] is None, row["error"]
