@@ -177,7 +177,7 @@ def run(ctx: Context) -> ScenarioResult:
                 values = _measure(ctx, variant, path, detail, reps)
                 rows.append(
                     Row(
-                        f"{variant.key}_{detail}",
+                        f"{variant.key}:{detail}",
                         f"detail={detail}: {variant.label}",
                         variant.group,
                         values,
@@ -212,10 +212,10 @@ def run(ctx: Context) -> ScenarioResult:
         rows=rows,
     )
     for detail in DETAILS:
-        ours = result.row(f"core_{detail}")
+        ours = result.row(f"core:{detail}")
         assert ours is not None
         for fmt in ("png", "jpeg"):
-            hand = result.row(f"by_hand_{fmt}_{detail}")
+            hand = result.row(f"by_hand_{fmt}:{detail}")
             assert hand is not None
             # At detail=high this model keeps what 200 dpi gives (the same pixels, within
             # the 28 px rounding), so against JPEG q90 there is nothing to save: the check

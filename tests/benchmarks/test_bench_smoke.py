@@ -29,6 +29,7 @@ SCENARIOS = {
     "concurrency",
     "memory",
     "imaging",
+    "pdf_scan",
     "imports",
     "ray_limits",
     "ray_prep",
@@ -209,3 +210,15 @@ def test_imaging_candidates_send_what_the_server_keeps(report: dict[str, Any]) -
         assert rows["original"]["out_kb"] * 1024 == path.stat().st_size
     (floor,) = [c for c in scenario["checks"] if "DCT-scaled decode" in c["target"]]
     assert floor["passed"] in (True, False)
+
+
+def test_pdf_pages_are_sent_at_the_size_kept_with_the_same_tokens(report: dict[str, Any]) -> None:
+    rows = _rows(report, "pdf_scan")
+    for detail in ("low", "high"):
+        ours, png, jpeg = (rows[f"{k}:{detail}"] for k in ("core", "by_hand_png", "by_hand_jpeg"))
+        assert ours["pages"] == png["pages"] == jpeg["pages"] == 3  # quick: 3 pages
+        assert ours["tokens"] == png["tokens"] == jpeg["tokens"] > 0
+        assert ours["body_mb"] < png["body_mb"]
+        assert png["sent"] == jpeg["sent"] == "1653x2339"  # 200 dpi A4, by hand
+    assert rows["core:low"]["sent"] == "448x634"  # 448 on the shorter side
+    assert rows["core:low"]["body_mb"] < rows["by_hand_jpeg:low"]["body_mb"]
