@@ -31,6 +31,8 @@ from siliconvision.guards import (
     check_image_argument,
     fetch_url,
 )
+from siliconvision.images import is_pdf
+from siliconvision.images._pipeline import NOT_ONE_IMAGE
 
 from .base import SiliconVision
 
@@ -45,6 +47,13 @@ def _input_errors() -> tuple[type[Exception], ...]:
     from siliconvision.errors import SiliconCloudBadRequestError
 
     return (GuardError, ImageInputError, ContentError, SiliconCloudBadRequestError)
+
+
+def _one_image(data: Any, where: str) -> Any:
+    """``data``, unless it is a PDF (the tool answers about one image, as LangChain's)."""
+    if isinstance(data, (bytes, bytearray, memoryview)) and is_pdf(data):
+        raise ImageInputError(where, f"{NOT_ONE_IMAGE}: this tool answers about one image")
+    return data
 
 
 def _refusal(exc: BaseException) -> str:
@@ -110,15 +119,16 @@ class SiliconVisionToolSpec(BaseToolSpec):
 
     def _source(self, checked: str | AllowedFile) -> Any:
         if isinstance(checked, AllowedFile):
-            return checked.data
+            return _one_image(checked.data, str(checked.path))
         if not self.llm.fetch_urls:
             return checked  # SiliconCloud fetches it
-        return fetch_url(
+        fetched = fetch_url(
             checked,
             allow_private=self.allow_private_urls,
             resolver=self.resolver,
             max_bytes=self.max_file_bytes,
         )
+        return _one_image(fetched, checked)
 
     def _messages(self, checked: str | AllowedFile, question: Any) -> list[dict[str, Any]]:
         if not isinstance(question, str) or not question.strip():

@@ -374,9 +374,10 @@ def hostile_images() -> dict[str, tuple[bytes, str | None]]:
             b"GIF89a/*\x00\x00\x00\x00\x00*/=1;alert(document.domain)//",
             _NOT_IMAGE,
         ),
+        # A PDF by its bytes: one-image entry points say so, PDF-taking ones find it broken.
         "pdf_jpeg_polyglot.jpg": (
             b"%PDF-1.4\n1 0 obj<<>>endobj\n" + noise_jpg + b"\n%%EOF",
-            _NOT_IMAGE,
+            "a PDF document, not one image|not a valid PDF",
         ),
         "png_magic_html.png": (b"\x89PNG\r\n\x1a\n<html><script>alert(1)</script>", _NOT_IMAGE),
         "zip_named.png": (b"PK\x03\x04" + b"\x00" * 40, _NOT_IMAGE),
