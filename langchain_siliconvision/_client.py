@@ -11,11 +11,18 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from siliconvision.client import SiliconVisionClient
+from pydantic import BaseModel, SecretStr
 
-__all__ = ["ClientHolder", "allowed_dirs_list", "without_api_key"]
+from siliconvision.client import SiliconVisionClient, resolve_api_key
+
+__all__ = ["ClientHolder", "KeylessPickle", "allowed_dirs_list", "default_api_key"]
+
+
+def default_api_key() -> SecretStr | None:
+    """The key from the environment (``SILICONFLOW_API_KEY``...), or ``None``."""
+    return resolve_api_key(None)
 
 
 def allowed_dirs_list(value: Any) -> Any:
@@ -27,12 +34,22 @@ def allowed_dirs_list(value: Any) -> Any:
     return value
 
 
-def without_api_key(state: dict[Any, Any]) -> dict[Any, Any]:
-    """A pydantic model's pickle state with its ``api_key`` field set to ``None``."""
-    fields = dict(state.get("__dict__") or {})
-    if "api_key" in fields:
-        fields["api_key"] = None
-    return {**state, "__dict__": fields}
+class KeylessPickle:
+    """For a pydantic model with an ``api_key`` field (listed before ``BaseModel`` among
+    its bases): its pickle never holds the key, and an unpickled copy reads the key from
+    its own environment."""
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = cast(BaseModel, super()).__getstate__()
+        fields = dict(state.get("__dict__") or {})
+        if "api_key" in fields:
+            fields["api_key"] = None
+        return {**state, "__dict__": fields}
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        cast(BaseModel, super()).__setstate__(state)
+        if self.__dict__.get("api_key") is None:
+            object.__setattr__(self, "api_key", default_api_key())
 
 
 class ClientHolder:

@@ -68,7 +68,7 @@ from siliconvision.client import (
     DEFAULT_RETRY_MAX_DELAY,
     SiliconVisionClient,
     check_timeout,
-    resolve_api_key,
+    client_settings,
     resolve_base_url,
 )
 from siliconvision.content import Image, Pdf
@@ -86,7 +86,7 @@ from siliconvision.wire import (
     undocumented_field_error,
 )
 
-from ._client import ClientHolder, allowed_dirs_list, without_api_key
+from ._client import ClientHolder, KeylessPickle, allowed_dirs_list, default_api_key
 
 __all__ = ["ChatSiliconVision"]
 
@@ -595,10 +595,6 @@ def _renders_pdfs() -> bool:
     return importlib.util.find_spec("pypdfium2") is not None
 
 
-def _default_api_key() -> SecretStr | None:
-    return resolve_api_key(None)
-
-
 #: ``ChatOpenAI``'s names for our settings (its field names and aliases).
 OPENAI_ALIASES: dict[str, str] = {
     "model_name": "model",
@@ -702,7 +698,7 @@ def _openai_settings(values: dict[str, Any], fields: Mapping[str, Any]) -> dict[
     return values
 
 
-class ChatSiliconVision(BaseChatModel):
+class ChatSiliconVision(KeylessPickle, BaseChatModel):
     """SiliconCloud's vision-language models (Qwen-VL, InternVL, GLM-V, DeepSeek-VL2...).
 
     Configuration: ``model``, ``api_key`` (else ``SILICONFLOW_API_KEY``, then
@@ -765,7 +761,7 @@ class ChatSiliconVision(BaseChatModel):
     model: str = DEFAULT_MODEL
     """SiliconCloud model id (see ``siliconvision models``); unknown ids work with safe
     defaults."""
-    api_key: SecretStr | None = Field(default_factory=_default_api_key)
+    api_key: SecretStr | None = Field(default_factory=default_api_key)
     """API key; defaults to ``SILICONFLOW_API_KEY``, then ``SILICONCLOUD_API_KEY``."""
     base_url: str = Field(default_factory=resolve_base_url)
     """API base URL; defaults to ``SILICONFLOW_BASE_URL``, then the China endpoint."""
@@ -879,15 +875,6 @@ class ChatSiliconVision(BaseChatModel):
     def _dirs(cls, value: Any) -> Any:
         return allowed_dirs_list(value)
 
-    def __getstate__(self) -> dict[Any, Any]:
-        # A pickle never holds the key: an unpickled copy reads it from its environment.
-        return without_api_key(super().__getstate__())
-
-    def __setstate__(self, state: dict[Any, Any]) -> None:
-        super().__setstate__(state)
-        if self.api_key is None:
-            object.__setattr__(self, "api_key", _default_api_key())
-
     # ------------------------------------------------------------------ LangChain meta
 
     @property
@@ -965,30 +952,15 @@ class ChatSiliconVision(BaseChatModel):
     # ------------------------------------------------------------------ client
 
     def _client_settings(self) -> dict[str, Any]:
-        """Everything the core client is built from: the one place a setting that
-        reaches the core client is listed (the client is rebuilt when one changes)."""
-        return {
-            # The SecretStr itself, not its value: it compares by value, and its repr
-            # stays masked (error reporters show locals and attributes).
-            "api_key": self.api_key,
-            "base_url": self.base_url,
-            "model": self.model,
-            "detail": self.detail,
-            "image_order": self.image_order,
-            "timeout": self.timeout,
-            "max_retries": self.max_retries,
-            "retry_initial_delay": self.retry_initial_delay,
-            "retry_max_delay": self.retry_max_delay,
-            "fetch_urls": self.fetch_urls,
-            "allow_private_urls": self.allow_private_urls,
-            "allowed_dirs": tuple(self.allowed_dirs),
-            "max_file_bytes": self.max_file_bytes,
-            "default_headers": self.default_headers,
-            "http_client": self.http_client,
-            "http_async_client": self.http_async_client,
-            "rate_limits": self.rate_limits,
-            "pdf": self.pdf,
-        }
+        """The core client's arguments (it is rebuilt when one changes)."""
+        # The SecretStr itself, not its value: it compares by value, and its repr stays
+        # masked (error reporters show locals and attributes).
+        return client_settings(
+            self,
+            api_key=self.api_key,
+            http_client=self.http_client,
+            http_async_client=self.http_async_client,
+        )
 
     def _client_key(self) -> tuple[Any, ...]:
         # Compared with ==, never hashed: dicts, httpx clients and Timeouts are fine.

@@ -12,20 +12,15 @@ from siliconvision.client import (
     DEFAULT_RETRY_INITIAL_DELAY,
     DEFAULT_RETRY_MAX_DELAY,
     SiliconVisionClient,
-    resolve_api_key,
     resolve_base_url,
 )
 
-from ._client import ClientHolder, without_api_key
+from ._client import ClientHolder, KeylessPickle, default_api_key
 
 __all__ = ["SiliconVisionEmbeddings"]
 
 
-def _default_api_key() -> SecretStr | None:
-    return resolve_api_key(None)
-
-
-class SiliconVisionEmbeddings(BaseModel, Embeddings):
+class SiliconVisionEmbeddings(KeylessPickle, BaseModel, Embeddings):
     """Text embeddings from SiliconCloud (``POST /v1/embeddings``), e.g. to index captions.
 
     Configured like :class:`~langchain_siliconvision.ChatSiliconVision`: ``api_key``
@@ -41,7 +36,7 @@ class SiliconVisionEmbeddings(BaseModel, Embeddings):
     """
 
     model: str = DEFAULT_EMBEDDING_MODEL
-    api_key: SecretStr | None = Field(default_factory=_default_api_key)
+    api_key: SecretStr | None = Field(default_factory=default_api_key)
     base_url: str = Field(default_factory=resolve_base_url)
     timeout: float | None = 60.0
     max_retries: int = Field(default=2, ge=0)
@@ -57,15 +52,6 @@ class SiliconVisionEmbeddings(BaseModel, Embeddings):
     @classmethod
     def _normalise_base_url(cls, value: str) -> str:
         return resolve_base_url(value)
-
-    def __getstate__(self) -> dict[Any, Any]:
-        # A pickle never holds the key: an unpickled copy reads it from its environment.
-        return without_api_key(super().__getstate__())
-
-    def __setstate__(self, state: dict[Any, Any]) -> None:
-        super().__setstate__(state)
-        if self.api_key is None:
-            object.__setattr__(self, "api_key", _default_api_key())
 
     def _key(self) -> tuple[Any, ...]:
         return (

@@ -41,6 +41,7 @@ from siliconvision.client import (
     AsyncChatStream,
     ChatStream,
     SiliconVisionClient,
+    client_settings,
     resolve_api_key,
     resolve_base_url,
 )
@@ -338,28 +339,13 @@ class SiliconVision(FunctionCallingLLM):
         return metadata
 
     def _client_settings(self) -> dict[str, Any]:
-        """Everything the core client is built from: the one place a setting that
-        reaches the core client is listed (the client is rebuilt when one changes)."""
-        return {
-            "api_key": self._api_key,
-            "base_url": self.base_url,
-            "model": self.model,
-            "detail": self.detail,
-            "image_order": self.image_order,
-            "timeout": self.timeout,
-            "max_retries": self.max_retries,
-            "retry_initial_delay": self.retry_initial_delay,
-            "retry_max_delay": self.retry_max_delay,
-            "fetch_urls": self.fetch_urls,
-            "allow_private_urls": self.allow_private_urls,
-            "allowed_dirs": tuple(self.allowed_dirs),
-            "max_file_bytes": self.max_file_bytes,
-            "default_headers": self.default_headers,
-            "http_client": self._http_client,
-            "http_async_client": self._http_async_client,
-            "rate_limits": self.rate_limits,
-            "pdf": self.pdf,
-        }
+        """The core client's arguments (it is rebuilt when one changes)."""
+        return client_settings(
+            self,
+            api_key=self._api_key,
+            http_client=self._http_client,
+            http_async_client=self._http_async_client,
+        )
 
     @property
     def client(self) -> SiliconVisionClient:

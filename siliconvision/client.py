@@ -25,7 +25,7 @@ import threading
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import SecretStr
 
@@ -42,7 +42,7 @@ from .images import (
     is_image_url,
 )
 from .wire import (
-    ChatResult,
+    ChatReply,
     StreamAccumulator,
     StreamDelta,
     build_chat_request,
@@ -56,6 +56,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_RETRY_INITIAL_DELAY",
     "DEFAULT_RETRY_MAX_DELAY",
+    "SHARED_SETTINGS",
     "AsyncChatStream",
     "AsyncSiliconCloudOpenAI",
     "ChatStream",
@@ -64,6 +65,7 @@ __all__ = [
     "SiliconVisionClient",
     "check_retry_delays",
     "check_timeout",
+    "client_settings",
     "resolve_api_key",
     "resolve_base_url",
     "retry_delay",
@@ -245,7 +247,7 @@ class ChatStream:
         if not accumulator.complete:
             raise accumulator.incomplete_error("ended", request=request)
 
-    def result(self) -> ChatResult:
+    def result(self) -> ChatReply:
         return self.accumulator.result().with_trace_id(self.trace_id)
 
     def close(self) -> None:
@@ -286,7 +288,7 @@ class AsyncChatStream:
         if not accumulator.complete:
             raise accumulator.incomplete_error("ended", request=request)
 
-    def result(self) -> ChatResult:
+    def result(self) -> ChatReply:
         return self.accumulator.result().with_trace_id(self.trace_id)
 
     async def aclose(self) -> None:
@@ -352,6 +354,43 @@ async def _sentinel(
         client = client_ref()
         if client is not None:
             await client.close()
+
+
+SHARED_SETTINGS: Final = (
+    "base_url",
+    "model",
+    "detail",
+    "image_order",
+    "timeout",
+    "max_retries",
+    "retry_initial_delay",
+    "retry_max_delay",
+    "fetch_urls",
+    "allow_private_urls",
+    "allowed_dirs",
+    "max_file_bytes",
+    "default_headers",
+    "rate_limits",
+    "pdf",
+)
+"""The :class:`SiliconVisionClient` arguments an adapter exposes under the same name."""
+
+
+def client_settings(settings: object, **held: Any) -> dict[str, Any]:
+    """The keyword arguments of the :class:`SiliconVisionClient` an adapter (a LangChain
+    model, a LlamaIndex LLM) is built from: its :data:`SHARED_SETTINGS` attributes,
+    plus what it holds under other names (``api_key``, the HTTP clients). The one place
+    a setting that reaches the core client is listed; adapters rebuild their client when
+    this changes (compare with ``==``: it holds dicts and HTTP clients).
+
+    >>> from types import SimpleNamespace
+    >>> model = SimpleNamespace(**{name: None for name in SHARED_SETTINGS})
+    >>> sorted(client_settings(model, api_key="k"))[:3]
+    ['allow_private_urls', 'allowed_dirs', 'api_key']
+    """
+    values = {name: getattr(settings, name) for name in SHARED_SETTINGS}
+    values["allowed_dirs"] = tuple(values["allowed_dirs"] or ())
+    return {**values, **held}
 
 
 class SiliconVisionClient:
@@ -568,7 +607,7 @@ class SiliconVisionClient:
         )
         return build_chat_request(prepared, model=model, stream=stream, **params)
 
-    def chat(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> ChatResult:
+    def chat(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> ChatReply:
         """One answer. ``options``: ``model``, ``detail``, ``image_order``, request params."""
         request = self.build_request(messages, **options)
         if self.rate_limits is None:
@@ -579,7 +618,7 @@ class SiliconVisionClient:
         raw, permit = send_limited(self, request)
         return _settled(permit, raw)
 
-    async def achat(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> ChatResult:
+    async def achat(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> ChatReply:
         """Async :meth:`chat`."""
         request = self.build_request(messages, **options)
         if self.rate_limits is None:
@@ -628,7 +667,7 @@ class SiliconVisionClient:
             images = [images]
         return [{"role": "user", "content": [*(_image_item(image) for image in images), question]}]
 
-    def ask(self, images: Sequence[Any] | Any, question: str, **options: Any) -> ChatResult:
+    def ask(self, images: Sequence[Any] | Any, question: str, **options: Any) -> ChatReply:
         """Ask one question about one or more images (``options`` as for :meth:`chat`)."""
         return self.chat(self.ask_messages(images, question), **options)
 
@@ -694,7 +733,7 @@ def _check_rate_limits(rate_limits: object) -> RateLimiter | None:
     return rate_limits
 
 
-def _settled(permit: Permit, raw: Any) -> ChatResult:
+def _settled(permit: Permit, raw: Any) -> ChatReply:
     """The answer of a rate-limited request; its reservation settled with the real usage."""
     try:
         result = parse_chat_completion(raw.parse(), trace_id=raw.headers.get(TRACE_HEADER))
