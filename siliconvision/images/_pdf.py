@@ -333,7 +333,11 @@ def _draw(
             c.FPDF_FFLDraw(doc.form, bitmap, page, 0, 0, width, height, 0, flags)
         # (RGB is unpacked into Pillow's own memory: nothing points at the buffer after)
         pixels: Any = buffer
-        return PILImage.frombuffer("RGB", (width, height), pixels, "raw", "RGB", stride, 1)
+        # (typed: Pillow before 11 leaves frombuffer unannotated)
+        image: PILImage.Image = PILImage.frombuffer(
+            "RGB", (width, height), pixels, "raw", "RGB", stride, 1
+        )
+        return image
     finally:
         c.FPDFBitmap_Destroy(bitmap)
 
