@@ -17,7 +17,7 @@ import pytest
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 # No GPUs here: the future behaviour (leave CUDA_VISIBLE_DEVICES alone when a task asks
-# for none), which Ray before 2.58 otherwise warns about on every start.
+# for none), which Ray 2.55 (our floor) otherwise warns about at start-up.
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
 
 ENV_VARS = ("SILICONFLOW_API_KEY", "SILICONCLOUD_API_KEY", "SILICONFLOW_BASE_URL")
