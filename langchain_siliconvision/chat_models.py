@@ -227,6 +227,8 @@ def _format_file(block: Mapping[str, Any], where: str) -> dict[str, Any] | Image
         pages = normalize_pages(pages)
     except ValueError as exc:
         raise ContentError(f"{where}: {exc}") from None
+    if block.get("base64") is not None and block.get("url") is not None:
+        raise ContentError(f"{where}: file block gives both base64 and url; give one")
     if block.get("base64") is not None:
         data = block["base64"]
         if not isinstance(data, str) or not data:

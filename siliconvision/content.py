@@ -404,6 +404,8 @@ def _file_parts(part: Mapping[str, Any], settings: _Settings, where: str) -> lis
         raise ContentError(f"{where}: {exc}") from None
     detail = body.get("detail")
     data, url = body.get("file_data"), body.get("url")
+    if data is not None and url is not None:
+        raise ContentError(f"{where}: file part gives both file_data and url; give one")
     if isinstance(data, str) and data:
         if is_data_uri(data):
             return _message_image_parts(

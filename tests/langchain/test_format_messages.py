@@ -268,6 +268,10 @@ def test__format_messages_video() -> None:
         ({"type": "file", "file_id": "file-1", "mime_type": "application/pdf"}, "no files API"),
         ({"type": "file", "mime_type": "application/pdf"}, "needs 'base64'"),
         (
+            {"type": "file", "base64": "JVBERi0=", "url": "https://x.test/a.pdf"},
+            "both base64 and url",
+        ),
+        (
             {
                 "type": "file",
                 "base64": "JVBERi0=",

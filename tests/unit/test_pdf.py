@@ -474,6 +474,9 @@ def test_openai_file_parts(tmp_path: Path) -> None:
         build_content([{"type": "file", "file": {"file_id": "file-1"}}], model=QWEN)
     with pytest.raises(ContentError, match=r"needs file\.file_data"):
         build_content([{"type": "file", "file": {}}], model=QWEN)
+    both = {"type": "file", "file": {"file_data": data, "url": "https://example.com/a.pdf"}}
+    with pytest.raises(ContentError, match="both file_data and url"):
+        build_content([both], model=QWEN)
 
 
 def test_a_non_vision_model_refuses_a_pdf() -> None:
